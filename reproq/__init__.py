@@ -1,0 +1,7 @@
+"""reproq: a PostgreSQL-backed background task runner, compatible with reproq-django."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

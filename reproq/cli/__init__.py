@@ -1,0 +1,82 @@
+"""The ``reproq`` command line: one front door, one sub-module per group of commands.
+
+Each command module exposes ``register(subparsers)`` and sets ``func`` on its parser;
+``func(args)`` returns the exit code. Errors derived from :class:`ReproqError` become one
+line on stderr (exit 2 for usage and config errors, 1 otherwise); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from reproq.errors import ReproqError
+
+# Order is the order shown by ``reproq --help``.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "reproq.cli.up",
+    "reproq.cli.worker",
+    "reproq.cli.beat",
+    "reproq.cli.enqueue",
+    "reproq.cli.ops",
+    "reproq.cli.migrate",
+    "reproq.cli.config",
+    "reproq.cli.tui",
+    "reproq.cli.stress",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every available command registered."""
+    parser = _Parser(prog="reproq", description="PostgreSQL-backed background task runner.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a command group not present in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        code: int = args.func(args)
+    except ReproqError as exc:
+        if args.debug:
+            raise
+        print(f"reproq: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

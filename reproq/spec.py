@@ -1,0 +1,163 @@
+"""Task specs: the JSON stored in ``task_runs.spec_json``, its canonical form and hash.
+
+The shape, argument encoding, canonical JSON and hash follow reproq-django's contract
+(``reference/executor-contract.md``) byte for byte, so both sides compute the same
+``spec_hash`` and the unique active-spec index deduplicates across them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from reproq.errors import InvalidSpec
+
+SPEC_VERSION = 1
+"""The ``v`` field of every spec this version writes."""
+
+DEFAULT_TIMEOUT_SECONDS = 900
+DEFAULT_MAX_ATTEMPTS = 3
+
+JSONValue = Any
+"""A value made only of dict, list, str, int, float, bool and None."""
+
+
+def canonical_json(obj: JSONValue) -> str:
+    """Keys sorted at every level, no spaces, non-ASCII kept as UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_hash(spec: JSONValue) -> str:
+    """Lowercase hex SHA-256 of the canonical JSON's UTF-8 bytes."""
+    return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()
+
+
+def encode_value(value: Any, *, where: str = "args") -> JSONValue:
+    """Encode one task argument the way reproq-django does.
+
+    Decimal and UUID become strings, datetimes/dates/times ISO 8601, tuples lists,
+    timedeltas and Django model instances tagged objects. Anything else that JSON cannot
+    hold raises :class:`InvalidSpec` naming where in the arguments it was found.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidSpec(f"{where}: {value!r} is not valid JSON")
+        return value
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return {
+            "__reproq_type__": "timedelta",
+            "days": value.days,
+            "seconds": value.seconds,
+            "microseconds": value.microseconds,
+        }
+    if isinstance(value, Mapping):
+        out: dict[str, JSONValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidSpec(f"{where}: dict key {key!r} is not a string")
+            out[key] = encode_value(item, where=f"{where}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [encode_value(item, where=f"{where}[{i}]") for i, item in enumerate(value)]
+    meta = getattr(value, "_meta", None)
+    if meta is not None and hasattr(value, "pk"):
+        return {
+            "__reproq_type__": "model",
+            "app_label": meta.app_label,
+            "model": meta.model_name,
+            "pk": encode_value(value.pk, where=f"{where}.pk"),
+        }
+    raise InvalidSpec(f"{where}: cannot encode {type(value).__name__} value {value!r} as JSON")
+
+
+def build_spec(
+    task_path: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue_name: str = "default",
+    priority: int = 0,
+    lock_key: str | None = None,
+    concurrency_key: str | None = None,
+    concurrency_limit: int = 0,
+    run_after: dt.datetime | None = None,
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    takes_context: bool = False,
+    code_ref: str | None = None,
+    pip_lock_hash: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, JSONValue]:
+    """The reproq-django spec for one task run (``extra`` adds keys such as ``periodic_name``)."""
+    validate_task_path(task_path)
+    if run_after is not None and run_after.tzinfo is None:
+        raise InvalidSpec("run_after must be timezone-aware")
+    spec: dict[str, JSONValue] = {
+        "v": SPEC_VERSION,
+        "task_path": task_path,
+        "args": encode_value(list(args), where="args"),
+        "kwargs": encode_value(dict(kwargs or {}), where="kwargs"),
+        "takes_context": takes_context,
+        "queue_name": queue_name,
+        "priority": priority,
+        "lock_key": lock_key,
+        "concurrency_key": concurrency_key,
+        "concurrency_limit": concurrency_limit,
+        "run_after": run_after.isoformat() if run_after is not None else None,
+        "exec": {"timeout_seconds": timeout_seconds, "max_attempts": max_attempts},
+        "provenance": {"code_ref": code_ref, "pip_lock_hash": pip_lock_hash},
+    }
+    for key, value in (extra or {}).items():
+        if key in spec:
+            raise InvalidSpec(f"extra spec key {key!r} would overwrite a standard field")
+        spec[key] = encode_value(value, where=key)
+    return spec
+
+
+def validate_task_path(task_path: str) -> None:
+    """A task path is a dotted ``module.function`` made of identifiers."""
+    parts = task_path.split(".") if isinstance(task_path, str) else []
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise InvalidSpec(
+            f"task path {task_path!r} is not a dotted path like 'myapp.tasks.send_email'"
+        )
+
+
+def parse_spec(raw: Any, *, result_id: int | None = None) -> dict[str, JSONValue]:
+    """Validate a stored spec (a dict, or JSON text) and return it as a dict.
+
+    Raises :class:`InvalidSpec` naming the task id and the problem.
+    """
+    where = f"task {result_id}: " if result_id is not None else ""
+    spec = raw
+    if isinstance(raw, str | bytes):
+        try:
+            spec = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidSpec(f"{where}spec_json is not valid JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise InvalidSpec(f"{where}spec_json must be an object, got {type(spec).__name__}")
+    task_path = spec.get("task_path")
+    if not isinstance(task_path, str):
+        raise InvalidSpec(f"{where}spec_json has no string task_path")
+    try:
+        validate_task_path(task_path)
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{where}{exc}") from exc
+    if not isinstance(spec.get("args", []), list):
+        raise InvalidSpec(f"{where}spec_json.args must be a list")
+    if not isinstance(spec.get("kwargs", {}), dict):
+        raise InvalidSpec(f"{where}spec_json.kwargs must be an object")
+    return spec

@@ -1,0 +1,70 @@
+-- name: enqueue_one
+-- Every NOT NULL column is named: a table created by reproq-django has no defaults.
+INSERT INTO task_runs (
+    backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
+    status, enqueued_at, attempts, max_attempts, timeout_seconds, lock_key,
+    concurrency_key, concurrency_limit, worker_ids, errors_json, metadata_json,
+    expires_at, parent_id, workflow_id, wait_count, created_at, updated_at, cancel_requested
+) VALUES (
+    %(backend_alias)s, %(queue_name)s, %(priority)s, %(run_after)s, %(spec_json)s::jsonb,
+    %(spec_hash)s, %(task_path)s, %(status)s, now(), 0, %(max_attempts)s,
+    %(timeout_seconds)s, %(lock_key)s, %(concurrency_key)s, %(concurrency_limit)s,
+    '[]'::jsonb, '[]'::jsonb, %(metadata_json)s::jsonb, %(expires_at)s, %(parent_id)s,
+    %(workflow_id)s, %(wait_count)s, now(), now(), false
+)
+ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
+RETURNING result_id;
+
+-- name: enqueue_find_active
+SELECT result_id, spec_hash FROM task_runs
+WHERE spec_hash = ANY(%(hashes)s::char(64)[]) AND status IN ('READY', 'RUNNING');
+
+-- name: enqueue_reserve_ids
+SELECT nextval(pg_get_serial_sequence('task_runs', 'result_id')) AS result_id
+FROM generate_series(1, %(n)s);
+
+-- name: enqueue_create_buffer
+-- Bulk enqueue streams rows with COPY into this buffer, then moves them with one
+-- INSERT ... SELECT so ON CONFLICT can dedup. Dropped at the end of the transaction.
+CREATE TEMP TABLE reproq_enqueue_buffer (
+    result_id bigint, backend_alias text, queue_name text, priority integer,
+    run_after timestamptz, spec_json jsonb, spec_hash text, task_path text, status text,
+    max_attempts integer, timeout_seconds integer, lock_key text, concurrency_key text,
+    concurrency_limit integer, metadata_json jsonb, expires_at timestamptz, parent_id bigint,
+    workflow_id uuid, wait_count integer
+) ON COMMIT DROP;
+
+-- name: enqueue_copy_buffer
+COPY reproq_enqueue_buffer (
+    result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
+    task_path, status, max_attempts, timeout_seconds, lock_key, concurrency_key,
+    concurrency_limit, metadata_json, expires_at, parent_id, workflow_id, wait_count
+) FROM STDIN;
+
+-- name: enqueue_from_buffer
+INSERT INTO task_runs (
+    result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
+    task_path, status, enqueued_at, attempts, max_attempts, timeout_seconds, lock_key,
+    concurrency_key, concurrency_limit, worker_ids, errors_json, metadata_json,
+    expires_at, parent_id, workflow_id, wait_count, created_at, updated_at, cancel_requested
+)
+SELECT
+    result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
+    task_path, status, now(), 0, max_attempts, timeout_seconds, lock_key, concurrency_key,
+    concurrency_limit, '[]'::jsonb, '[]'::jsonb, metadata_json, expires_at, parent_id,
+    workflow_id, wait_count, now(), now(), false
+FROM reproq_enqueue_buffer
+ORDER BY result_id
+ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
+RETURNING result_id;
+
+-- name: enqueue_drop_buffer
+DROP TABLE IF EXISTS reproq_enqueue_buffer;
+
+-- name: enqueue_workflow_run
+INSERT INTO workflow_runs (
+    workflow_id, expected_count, success_count, failure_count, callback_result_id,
+    status, created_at, updated_at
+) VALUES (
+    %(workflow_id)s, %(expected_count)s, 0, 0, %(callback_result_id)s, 'RUNNING', now(), now()
+);

@@ -1,0 +1,92 @@
+"""The spec shape, canonical JSON and hash match reproq-django's contract byte for byte."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reproq.errors import InvalidSpec
+from reproq.spec import build_spec, canonical_json, encode_value, parse_spec, spec_hash
+
+CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "contracts"
+
+
+def _contract_spec() -> dict[str, object]:
+    return build_spec(
+        "contracts.example_task",
+        [1, {"nested": True}],
+        {
+            "amount": Decimal("12.34"),
+            "notes": "hello",
+            "token": uuid.UUID("123e4567-e89b-12d3-a456-426614174000"),
+        },
+        priority=5,
+        lock_key="user:123",
+        concurrency_key="account:42",
+        concurrency_limit=2,
+        run_after=dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC),
+        code_ref="abc123",
+        pip_lock_hash="deadbeef",
+    )
+
+
+def test_spec_built_from_python_objects_matches_the_contract_file_byte_for_byte() -> None:
+    expected = (CONTRACTS / "spec_hash.json").read_bytes()
+    assert canonical_json(_contract_spec()).encode("utf-8") == expected
+
+
+def test_spec_hash_matches_the_contract_sha256() -> None:
+    expected = (CONTRACTS / "spec_hash.sha256").read_text().strip()
+    assert spec_hash(_contract_spec()) == expected
+
+
+def test_canonical_json_keeps_non_ascii_as_utf8_and_sorts_nested_keys() -> None:
+    assert canonical_json({"b": {"z": 1, "a": "é"}, "a": []}) == '{"a":[],"b":{"a":"é","z":1}}'
+
+
+def test_encoding_of_timedelta_tuple_and_datetime() -> None:
+    value = encode_value(
+        (dt.timedelta(days=1, seconds=2, microseconds=3), dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    )
+    assert value == [
+        {"__reproq_type__": "timedelta", "days": 1, "seconds": 2, "microseconds": 3},
+        "2026-01-02T00:00:00+00:00",
+    ]
+
+
+def test_model_instances_are_encoded_as_references() -> None:
+    class Meta:
+        app_label = "shop"
+        model_name = "order"
+
+    class Order:
+        _meta = Meta()
+        pk = 7
+
+    assert encode_value(Order()) == {
+        "__reproq_type__": "model",
+        "app_label": "shop",
+        "model": "order",
+        "pk": 7,
+    }
+
+
+def test_unencodable_argument_names_where_it_was_found() -> None:
+    with pytest.raises(InvalidSpec, match=r"kwargs\.when\[1\]: cannot encode object"):
+        build_spec("app.tasks.run", kwargs={"when": [1, object()]})
+
+
+def test_bad_task_path_is_rejected() -> None:
+    with pytest.raises(InvalidSpec, match="dotted path"):
+        build_spec("not a path")
+
+
+def test_parse_spec_names_the_task_on_malformed_json() -> None:
+    with pytest.raises(InvalidSpec, match=r"task 42: spec_json is not valid JSON"):
+        parse_spec("{nope", result_id=42)
+    with pytest.raises(InvalidSpec, match=r"task 7: spec_json\.args must be a list"):
+        parse_spec({"task_path": "a.b", "args": {}}, result_id=7)
