@@ -57,7 +57,13 @@ MIB = 1024 * 1024
 
 
 def default_data_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data unless configured otherwise."""
+    """Where the embedded PostgreSQL keeps its data unless configured otherwise.
+
+    PostgreSQL refuses to run as root, so as root the cluster runs as an unprivileged
+    account that cannot enter root's home: then the data lives under /var/lib instead.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/reproq/postgres")
     return platformdirs.user_data_path("reproq") / "postgres"
 
 
