@@ -1,0 +1,72 @@
+"""``reproq beat``: run the periodic-task scheduler on its own (seed-compatible)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from reproq.cli._common import add_dsn_arguments, dsn_from_args
+from reproq.durations import parse_duration
+from reproq.errors import UsageError
+
+DEFAULT_INTERVAL = "30s"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``beat`` command."""
+    parser = subparsers.add_parser(
+        "beat",
+        help="enqueue periodic tasks when their cron schedule is due",
+        description=(
+            "Enqueue rows of periodic_tasks when they are due. Any number of beats may run; "
+            "one leads (PostgreSQL advisory lock) and each fire time is enqueued once."
+        ),
+    )
+    add_dsn_arguments(parser)
+    parser.add_argument(
+        "--interval",
+        default=DEFAULT_INTERVAL,
+        metavar="DURATION",
+        help=f"time between ticks, e.g. 30s, 1m, 500ms (default: {DEFAULT_INTERVAL})",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="run one tick (leader or not), print how many runs were enqueued, and exit",
+    )
+    parser.add_argument("--name", help="name of this beat in logs (default: host:pid)")
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run ``reproq beat``."""
+    from reproq.beat import Beat
+    from reproq.db import connection
+    from reproq.migrations import require_current_schema
+
+    interval = parse_duration(args.interval, key="--interval")
+    if interval <= 0:
+        raise UsageError("--interval must be greater than zero")
+    dsn = dsn_from_args(args)
+    with connection(dsn, application_name="reproq-beat") as conn:
+        require_current_schema(conn)
+    beat = Beat(dsn, tick=interval, name=args.name)
+    if args.once:
+        with beat:
+            count = beat.run_once()
+        print(f"enqueued {count}")
+        return 0
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        beat.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
