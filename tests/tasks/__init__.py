@@ -1,0 +1,1 @@
+"""Importable task functions the test suite enqueues and executes."""
