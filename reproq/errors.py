@@ -91,3 +91,7 @@ class LocalServerError(DatabaseError):
 
 class NotFound(ReproqError):
     """A named object other than a task run (a rate limit, a schedule) does not exist."""
+
+
+class TaskCancelled(ReproqError):
+    """Raised inside a running task that was asked to stop (see :mod:`reproq.context`)."""
