@@ -1,0 +1,1 @@
+"""The screens of ``reproq tui``, one per module."""
