@@ -1,0 +1,331 @@
+"""One attempt, before and after the executor: the checks that gate it and its record.
+
+Before: a claimed row becomes a :class:`~reproq.executors.base.TaskCall` only if it may
+run. A row whose ``expires_at`` passed (``expired``), whose cancel was requested before it
+started (``cancelled``), whose spec is over ``max_payload_bytes`` (``infra_error``), is not
+a valid spec (``invalid_spec``) or names a task path outside the allow-list
+(``security_violation``) is refused with that error kind instead.
+
+After: an :class:`~reproq.executors.base.Outcome` becomes a
+:class:`~reproq.completion.Completion`: the return value as JSON (a value JSON cannot
+hold, or one larger than ``max_output_bytes``, fails the attempt clearly), or an
+``errors_json`` entry ``{kind, message, exception_class, traceback, attempt, at,
+worker_id}`` with the retry decision of :mod:`reproq.retry`. Captured output goes to
+``<logs_dir>/task-<id>-attempt-<n>.log`` (mode 0600) when a logs directory is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reproq.claim import ClaimedRow
+from reproq.completion import Completion
+from reproq.errors import InvalidSpec
+from reproq.executors.base import Outcome, TaskCall
+from reproq.lease import Held
+from reproq.models import ErrorKind, TaskStatus
+from reproq.retry import decide
+from reproq.spec import parse_spec
+
+__all__ = [
+    "LAST_ERROR_MAX_BYTES",
+    "AllowList",
+    "AttemptPolicy",
+    "Refusal",
+    "failure_completion",
+    "outcome_completion",
+    "prepare_call",
+]
+
+log = logging.getLogger(__name__)
+
+LAST_ERROR_MAX_BYTES = 1024
+"""``task_runs.last_error`` holds at most this many bytes of UTF-8."""
+
+_DEFAULT_TIMEOUT = 900
+
+
+class AllowList:
+    """Task path prefixes that may run: ``myapp.tasks.`` (or ``myapp.tasks``) allows
+    ``myapp.tasks.send`` but not ``myapp.tasksevil.x``; ``*`` allows everything."""
+
+    __slots__ = ("_exact", "_prefixes", "allow_all", "entries")
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(e.strip() for e in entries if e.strip())
+        self.allow_all = "*" in self.entries
+        # A prefix without the trailing dot still stops at a module boundary.
+        self._prefixes = tuple(e if e.endswith(".") else e + "." for e in self.entries)
+        self._exact = frozenset(e for e in self.entries if not e.endswith("."))
+
+    def allows(self, task_path: str) -> bool:
+        """Whether ``task_path`` may be executed."""
+        return self.allow_all or task_path.startswith(self._prefixes) or task_path in self._exact
+
+    def __repr__(self) -> str:
+        return f"AllowList({list(self.entries)!r})"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptPolicy:
+    """The worker settings that shape every attempt."""
+
+    worker_id: str
+    allow: AllowList
+    max_payload_bytes: int
+    max_output_bytes: int
+    logs_dir: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Refusal:
+    """Why a claimed row must not run; it fails (or retries) with this kind at once."""
+
+    kind: ErrorKind
+    message: str
+
+
+def prepare_call(row: ClaimedRow, policy: AttemptPolicy) -> TaskCall | Refusal:
+    """The call to hand to the executor, or why the row must not run."""
+    if row.cancel_requested:
+        return Refusal(kind=ErrorKind.CANCELLED, message="cancel requested before it started")
+    if row.expired:
+        return Refusal(kind=ErrorKind.EXPIRED, message="expires_at passed before it could run")
+    size = _utf8_size_over(row.spec_text, policy.max_payload_bytes)
+    if size is not None:
+        return Refusal(
+            kind=ErrorKind.INFRA_ERROR,
+            message=f"payload is {size} bytes, over max_payload_bytes ({policy.max_payload_bytes})",
+        )
+    spec = _load_spec(row)
+    if isinstance(spec, Refusal):
+        return spec
+    task_path: str = spec["task_path"]
+    if not policy.allow.allows(task_path):
+        return Refusal(
+            kind=ErrorKind.SECURITY_VIOLATION,
+            message=f"task path {task_path!r} is not in allowed_task_modules "
+            f"({', '.join(policy.allow.entries) or 'empty'})",
+        )
+    timeout = row.timeout_seconds if row.timeout_seconds and row.timeout_seconds > 0 else None
+    timeout = timeout or _DEFAULT_TIMEOUT
+    return TaskCall(
+        result_id=row.result_id,
+        attempt=row.attempt,
+        task_path=task_path,
+        args=spec.get("args") or [],
+        kwargs=spec.get("kwargs") or {},
+        spec=spec,
+        timeout_seconds=float(timeout),
+        deadline=time.monotonic() + timeout,
+        worker_id=policy.worker_id,
+    )
+
+
+_VALID_PATHS: set[str] = set()
+_VALID_PATHS_MAX = 4096
+
+
+def _load_spec(row: ClaimedRow) -> dict[str, Any] | Refusal:
+    """The row's spec, validated like :func:`~reproq.spec.parse_spec` does.
+
+    The common case (a task path already seen, plain args and kwargs) skips re-validating
+    the path; anything unusual goes through ``parse_spec`` for its exact error message.
+    """
+    try:
+        spec = json.loads(row.spec_text)
+    except ValueError:
+        spec = None
+    if (
+        type(spec) is dict
+        and type(path := spec.get("task_path")) is str
+        and path in _VALID_PATHS
+        and type(spec.get("args", [])) is list
+        and type(spec.get("kwargs", {})) is dict
+    ):
+        return spec
+    try:
+        checked = parse_spec(row.spec_text if spec is None else spec, result_id=row.result_id)
+    except InvalidSpec as exc:
+        return Refusal(kind=ErrorKind.INVALID_SPEC, message=str(exc))
+    if len(_VALID_PATHS) >= _VALID_PATHS_MAX:
+        _VALID_PATHS.clear()
+    _VALID_PATHS.add(checked["task_path"])
+    return checked
+
+
+def outcome_completion(
+    lease: Held, outcome: Outcome, policy: AttemptPolicy, *, at: str | Callable[[], str]
+) -> Completion:
+    """The record of an attempt that ran and ended with ``outcome``.
+
+    ``at`` (the error entry's timestamp) may be a callable, only called on failure.
+    """
+    logs_uri = None
+    if policy.logs_dir and (outcome.stdout or outcome.stderr):
+        logs_uri = write_log(policy.logs_dir, lease, outcome.stdout, outcome.stderr)
+    if outcome.ok:
+        value = outcome.return_value
+        if value is None:
+            text = "null"
+        else:
+            try:
+                text = _to_json(value)
+            except (TypeError, ValueError, RecursionError) as exc:
+                return failure_completion(
+                    lease,
+                    ErrorKind.APP_ERROR,
+                    f"return value of type {type(value).__name__} cannot be stored as JSON: {exc}",
+                    policy,
+                    at=at,
+                    exception_class="TypeError",
+                    logs_uri=logs_uri,
+                )
+            size = _utf8_size_over(text, policy.max_output_bytes)
+            if size is not None:
+                return failure_completion(
+                    lease,
+                    ErrorKind.APP_ERROR,
+                    f"return value is {size} bytes as JSON, over max_output_bytes "
+                    f"({policy.max_output_bytes})",
+                    policy,
+                    at=at,
+                    logs_uri=logs_uri,
+                )
+        return Completion(
+            result_id=lease.result_id,
+            attempt=lease.attempt,
+            status=TaskStatus.SUCCESSFUL,
+            return_json=text,
+            logs_uri=logs_uri,
+            workflow_id=lease.workflow_id,
+        )
+    return failure_completion(
+        lease,
+        outcome.error_kind or ErrorKind.APP_ERROR,
+        outcome.message,
+        policy,
+        at=at,
+        exception_class=outcome.exception_class,
+        traceback=outcome.traceback,
+        logs_uri=logs_uri,
+    )
+
+
+def failure_completion(
+    lease: Held,
+    kind: ErrorKind,
+    message: str,
+    policy: AttemptPolicy,
+    *,
+    at: str | Callable[[], str],
+    exception_class: str | None = None,
+    traceback: str | None = None,
+    logs_uri: str | None = None,
+) -> Completion:
+    """The record of a failed attempt: a retry after the backoff, or FAILED for good."""
+    message = _clean(message)
+    entry = {
+        "kind": str(kind),
+        "message": message,
+        "exception_class": _clean(exception_class) if exception_class else None,
+        "traceback": _clean(traceback) if traceback else None,
+        "attempt": lease.attempt,
+        "at": at if isinstance(at, str) else at(),
+        "worker_id": policy.worker_id,
+    }
+    decision = decide(kind, lease.attempt, lease.max_attempts)
+    return Completion(
+        result_id=lease.result_id,
+        attempt=lease.attempt,
+        status=TaskStatus.READY if decision.retry else TaskStatus.FAILED,
+        error_json=json.dumps(entry, ensure_ascii=False),
+        delay_seconds=decision.delay_seconds,
+        last_error=truncate_utf8(message or str(kind), LAST_ERROR_MAX_BYTES),
+        logs_uri=logs_uri,
+        workflow_id=lease.workflow_id,
+    )
+
+
+def write_log(logs_dir: str, lease: Held, stdout: str, stderr: str) -> str | None:
+    """Write captured output to ``task-<id>-attempt-<n>.log`` (0600); its path, or None."""
+    path = os.path.abspath(
+        os.path.join(logs_dir, f"task-{lease.result_id}-attempt-{lease.attempt}.log")
+    )
+    body = f"== stdout ==\n{stdout}"
+    if stdout and not stdout.endswith("\n"):
+        body += "\n"
+    body += f"== stderr ==\n{stderr}"
+    try:
+        os.makedirs(logs_dir, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # also when the file already existed with other modes
+            with os.fdopen(fd, "w", encoding="utf-8", errors="replace", closefd=False) as handle:
+                handle.write(body)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.warning("cannot write logs of task %s to %s: %s", lease.result_id, path, exc)
+        return None
+    return path
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    return data[:limit].decode("utf-8", errors="ignore")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8_size_over(text: str, limit: int) -> int | None:
+    """The UTF-8 size of ``text`` if it exceeds ``limit``, else None (cheap when far under)."""
+    if len(text) * 4 <= limit:
+        return None
+    size = len(text.encode("utf-8", errors="replace"))
+    return size if size > limit else None
+
+
+def _to_json(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if "\\u0000" in text and _has_nul(value):
+        raise ValueError("it contains a NUL character, which PostgreSQL jsonb cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it contains a lone surrogate, which is not valid UTF-8") from None
+    return text
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _clean(text: str) -> str:
+    """Text PostgreSQL can store: no NUL characters, valid UTF-8."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not _encodes(text):
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text

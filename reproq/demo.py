@@ -1,0 +1,66 @@
+"""Demo tasks, for trying reproq out (``configs/dev.toml``) and for benchmarks and tests.
+
+Allow them with ``--allowed-task-modules reproq.demo.``::
+
+    reproq enqueue reproq.demo.add --args '[2, 3]'
+    reproq enqueue reproq.demo.fan_out --kwargs '{"n": 10}'
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from reproq.context import raise_if_cancelled
+from reproq.task import task
+
+__all__ = ["add", "fail", "fan_out", "flaky", "noop", "sleep"]
+
+_SLICE = 0.05  # seconds between cancellation checks while sleeping
+
+
+@task
+def noop(*args: Any, **kwargs: Any) -> None:
+    """Do nothing with any arguments: what benchmarks measure is the queue itself.
+
+    Arguments only make each run's spec unique (identical active specs are deduplicated).
+    """
+
+
+@task
+def add(a: float, b: float) -> float:
+    """Return ``a + b``."""
+    return a + b
+
+
+@task
+def sleep(seconds: float = 1.0) -> float:
+    """Sleep ``seconds`` (stopping early if cancelled); returns the seconds slept."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return seconds
+        raise_if_cancelled()
+        time.sleep(min(left, _SLICE))
+
+
+@task
+def flaky(fail_rate: float = 0.3) -> str:
+    """Fail with probability ``fail_rate`` (retried with backoff), else return ``"ok"``."""
+    if random.random() < fail_rate:
+        raise RuntimeError(f"flaky task failed on purpose (fail_rate={fail_rate})")
+    return "ok"
+
+
+@task
+def fail(message: str = "failed on purpose") -> None:
+    """Always raise ``RuntimeError(message)``."""
+    raise RuntimeError(message)
+
+
+@task
+def fan_out(n: int = 5) -> list[int]:
+    """Enqueue ``n`` :func:`add` tasks with the default client; returns their ids."""
+    return [add.enqueue(i, i) for i in range(n)]

@@ -1,0 +1,614 @@
+-- The worker engine: claim, heartbeat, finish, give back, reclaim, workflow progress and
+-- the worker registry. Every statement that touches a claimed row is fenced on
+-- (leased_by, attempts, status = 'RUNNING'): a worker can only act on the very attempt it
+-- claimed, never on a later one, even when a restarted worker reuses its id.
+
+-- name: worker_claim
+-- Claim up to %(n)s due READY rows from the worker's queues in one statement.
+--
+-- Order: per queue, by aged priority (a row of priority p ranks like one enqueued
+-- p * %(aging)s seconds earlier; aging 0 means strict priority), FIFO within a priority;
+-- queues are interleaved round-robin (rank within queue first, then the queue's place in
+-- %(queues)s, which the worker rotates), so no queue starves another.
+--
+-- Candidates are read per (queue, priority level) without locks, then locked in that
+-- order with SKIP LOCKED until %(n)s are held, so concurrent claimers pass each other.
+--
+-- Rows with a lock_key or a concurrency limit are only claimed when this transaction
+-- holds the key's advisory lock (%(lock_keys)s / %(conc_keys)s, taken by
+-- worker_lock_keys in an earlier statement, so this statement's snapshot already sees
+-- every RUNNING row of the key). Without it they come back as kind 'deferred' and the
+-- worker retries them on the keyed path. Rate limits are token buckets decremented here;
+-- the bucket's row lock serialises concurrent claimers.
+--
+-- Result rows: kind 'claimed' (one per claimed row), 'deferred' (keys to lock and
+-- retry) and 'limited' (a rate limit held rows back: poll again soon).
+WITH RECURSIVE
+queues AS (
+    SELECT u.queue_name, u.ord
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS u(queue_name, ord)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reproq_queue_controls qc
+        WHERE qc.queue_name = u.queue_name AND qc.paused
+    )
+),
+-- The distinct priorities of unscheduled READY rows (run_after NULL), per queue: a skip
+-- scan of the due index, whose leading columns (queue_name, coalesce(run_after, ...))
+-- are then both equalities, so "priority < p" is an index bound.
+levels AS (
+    SELECT q.queue_name, q.ord, 1 AS depth, (
+        SELECT t.priority FROM task_runs t
+        WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+        ORDER BY t.priority DESC LIMIT 1
+    ) AS priority
+    FROM queues q
+    UNION ALL
+    SELECT l.queue_name, l.ord, l.depth + 1, (
+        SELECT t.priority FROM task_runs t
+        WHERE t.queue_name = l.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+          AND t.priority < l.priority
+        ORDER BY t.priority DESC LIMIT 1
+    )
+    FROM levels l
+    WHERE l.priority IS NOT NULL AND l.depth < %(max_levels)s
+),
+-- Candidates, read without locks: the oldest unscheduled rows of each priority level, and
+-- the earliest-due scheduled rows (retries, run_after) of each queue.
+cand0 AS (
+    SELECT c.*, l.ord
+    FROM levels l
+    CROSS JOIN LATERAL (
+        SELECT t.result_id, t.queue_name, t.priority, t.enqueued_at, t.task_path, t.lock_key,
+               t.concurrency_key, t.concurrency_limit
+        FROM task_runs t
+        WHERE t.queue_name = l.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+          AND t.priority = l.priority
+        ORDER BY t.enqueued_at
+        LIMIT %(scan)s
+    ) c
+    WHERE l.priority IS NOT NULL
+    UNION ALL
+    SELECT c.*, q.ord
+    FROM queues q
+    CROSS JOIN LATERAL (
+        SELECT t.result_id, t.queue_name, t.priority, t.enqueued_at, t.task_path, t.lock_key,
+               t.concurrency_key, t.concurrency_limit
+        FROM task_runs t
+        WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) > '-infinity'::timestamptz
+          AND coalesce(t.run_after, '-infinity'::timestamptz) <= now()
+        ORDER BY coalesce(t.run_after, '-infinity'::timestamptz)
+        LIMIT %(scan)s
+    ) c
+),
+cand AS (
+    SELECT c.result_id, c.queue_name, c.priority, c.enqueued_at, c.task_path, c.lock_key,
+           CASE WHEN c.concurrency_limit > 0 THEN c.concurrency_key END AS concurrency_key,
+           c.concurrency_limit, c.ord,
+           CASE WHEN %(aging)s::float8 > 0
+                THEN c.enqueued_at - make_interval(secs => c.priority * %(aging)s::float8)
+           END AS aged
+    FROM cand0 c
+    -- A key already RUNNING (as far as this snapshot sees) blocks its rows.
+    WHERE c.lock_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM task_runs r WHERE r.lock_key = c.lock_key AND r.status = 'RUNNING')
+),
+conc AS (
+    SELECT k.concurrency_key, (
+        SELECT count(*) FROM task_runs r
+        WHERE r.concurrency_key = k.concurrency_key AND r.status = 'RUNNING'
+    ) AS running
+    FROM (SELECT DISTINCT concurrency_key FROM cand WHERE concurrency_key IS NOT NULL) k
+),
+-- Every bucket with its refilled token count, or no rows at all while no limit is set.
+limits AS MATERIALIZED (
+    SELECT r.key, r.tokens_per_second::float8 AS rate,
+           least(r.burst_size::float8,
+                 r.current_tokens::float8
+                 + greatest(0, extract(epoch FROM now() - r.last_refilled_at))::float8
+                   * r.tokens_per_second::float8) AS available
+    FROM rate_limits r
+    WHERE EXISTS (SELECT 1 FROM rate_limits x WHERE x.tokens_per_second > 0)
+),
+-- The most specific existing bucket applies (task, then queue, then global); rate 0 = none.
+cand2 AS (
+    SELECT c.*, CASE WHEN lim.rate > 0 THEN lim.key END AS bucket, lim.available
+    FROM cand c
+    LEFT JOIN LATERAL (
+        SELECT m.key, m.rate, m.available FROM limits m
+        WHERE m.key IN ('task:' || c.task_path, 'queue:' || c.queue_name, 'global')
+        ORDER BY CASE WHEN m.key = 'global' THEN 2
+                      WHEN m.key = 'task:' || c.task_path THEN 0 ELSE 1 END
+        LIMIT 1
+    ) lim ON true
+),
+-- Only rows with a key or a bucket need per-key ranks: within this batch, one row per
+-- lock_key, no more than the free room of a concurrency key, no more than the tokens.
+keyed AS (
+    SELECT c.*, cc.running,
+           row_number() OVER (PARTITION BY c.lock_key
+                              ORDER BY c.aged, c.priority DESC, c.enqueued_at) AS lrank,
+           row_number() OVER (PARTITION BY c.concurrency_key
+                              ORDER BY c.aged, c.priority DESC, c.enqueued_at) AS crank,
+           row_number() OVER (PARTITION BY c.bucket
+                              ORDER BY c.aged, c.priority DESC, c.enqueued_at) AS brank
+    FROM cand2 c
+    LEFT JOIN conc cc ON cc.concurrency_key = c.concurrency_key
+    WHERE c.lock_key IS NOT NULL OR c.concurrency_key IS NOT NULL OR c.bucket IS NOT NULL
+),
+eligible AS (
+    SELECT e.*,
+           row_number() OVER (PARTITION BY e.queue_name
+                              ORDER BY e.aged, e.priority DESC, e.enqueued_at) AS qrank,
+           (e.lock_key IS NULL OR e.lock_key = ANY(%(lock_keys)s::text[]))
+           AND (e.concurrency_key IS NULL OR e.concurrency_key = ANY(%(conc_keys)s::text[]))
+               AS allowed
+    FROM (
+        SELECT c.result_id, c.queue_name, c.priority, c.enqueued_at, c.aged, c.ord,
+               c.lock_key, c.concurrency_key, c.bucket
+        FROM cand2 c
+        WHERE c.lock_key IS NULL AND c.concurrency_key IS NULL AND c.bucket IS NULL
+        UNION ALL
+        SELECT k.result_id, k.queue_name, k.priority, k.enqueued_at, k.aged, k.ord,
+               k.lock_key, k.concurrency_key, k.bucket
+        FROM keyed k
+        WHERE (k.lock_key IS NULL OR k.lrank = 1)
+          AND (k.concurrency_key IS NULL OR k.crank <= k.concurrency_limit - k.running)
+          AND (k.bucket IS NULL OR k.brank <= floor(k.available))
+    ) e
+),
+picked AS (
+    SELECT t.result_id, e.bucket, e.qrank, e.ord
+    FROM eligible e
+    JOIN task_runs t ON t.result_id = e.result_id
+    WHERE e.allowed
+      -- Keeps generic plans on primary-key lookups whatever the row estimates.
+      AND t.result_id = ANY(ARRAY(SELECT e2.result_id FROM eligible e2 WHERE e2.allowed))
+      -- Re-checked on the newest row version when a row changed since the snapshot.
+      AND t.status = 'READY' AND (t.run_after IS NULL OR t.run_after <= now())
+    ORDER BY e.qrank, e.ord
+    LIMIT %(n)s
+    FOR UPDATE OF t SKIP LOCKED
+),
+demand AS (
+    SELECT p.bucket, count(*) AS n FROM picked p WHERE p.bucket IS NOT NULL GROUP BY p.bucket
+),
+-- All or nothing per bucket; a refused bucket is retried on the next claim.
+granted AS (
+    UPDATE rate_limits r SET
+        current_tokens = least(r.burst_size::float8,
+                               r.current_tokens::float8
+                               + greatest(0, extract(epoch FROM now() - r.last_refilled_at))::float8
+                                 * r.tokens_per_second::float8) - d.n,
+        last_refilled_at = greatest(r.last_refilled_at, now())
+    FROM demand d
+    WHERE r.key = d.bucket AND r.tokens_per_second > 0
+      AND least(r.burst_size::float8,
+                r.current_tokens::float8
+                + greatest(0, extract(epoch FROM now() - r.last_refilled_at))::float8
+                  * r.tokens_per_second::float8) >= d.n
+    RETURNING r.key
+),
+claimed AS (
+    UPDATE task_runs t SET
+        status = 'RUNNING',
+        attempts = t.attempts + 1,
+        leased_by = %(worker_id)s,
+        leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+        started_at = coalesce(t.started_at, now()),
+        last_attempted_at = now(),
+        worker_ids = coalesce(t.worker_ids, '[]'::jsonb) || jsonb_build_array(%(worker_id)s::text),
+        updated_at = now()
+    FROM picked p
+    WHERE t.result_id = p.result_id
+      AND (p.bucket IS NULL OR p.bucket IN (SELECT g.key FROM granted g))
+    RETURNING t.result_id, t.attempts, t.spec_json::text AS spec, t.timeout_seconds,
+              t.max_attempts, t.workflow_id,
+              (t.expires_at IS NOT NULL AND t.expires_at <= now()) AS expired,
+              t.cancel_requested, t.queue_name,
+              (t.lock_key IS NOT NULL OR (t.concurrency_key IS NOT NULL
+                                          AND t.concurrency_limit > 0)) AS keyed
+)
+SELECT 'claimed' AS kind, c.result_id, c.attempts, c.spec, c.timeout_seconds, c.max_attempts,
+       c.workflow_id, c.expired, c.cancel_requested, c.queue_name, c.keyed,
+       NULL::text AS lock_key, NULL::text AS concurrency_key
+FROM claimed c
+UNION ALL
+SELECT 'deferred', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       e.lock_key, e.concurrency_key
+FROM eligible e
+WHERE NOT e.allowed AND e.qrank <= %(n)s
+UNION ALL
+SELECT 'limited', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE EXISTS (SELECT 1 FROM keyed k WHERE k.bucket IS NOT NULL AND k.brank > floor(k.available))
+   OR EXISTS (SELECT 1 FROM demand d WHERE d.bucket NOT IN (SELECT g.key FROM granted g));
+
+-- name: worker_claim_plain
+-- worker_claim for the common case, with less work per claim: rows without lock_key or
+-- concurrency limit while no rate limit is set. Same candidates, order and fairness.
+-- If a keyed row is among the first %(n)s candidates, or any rate limit is set, it claims
+-- nothing and answers one row of kind 'escalate': the worker then uses worker_claim.
+WITH RECURSIVE
+queues AS (
+    SELECT u.queue_name, u.ord
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS u(queue_name, ord)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reproq_queue_controls qc
+        WHERE qc.queue_name = u.queue_name AND qc.paused
+    )
+),
+levels AS (
+    SELECT q.queue_name, q.ord, 1 AS depth, (
+        SELECT t.priority FROM task_runs t
+        WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+        ORDER BY t.priority DESC LIMIT 1
+    ) AS priority
+    FROM queues q
+    UNION ALL
+    SELECT l.queue_name, l.ord, l.depth + 1, (
+        SELECT t.priority FROM task_runs t
+        WHERE t.queue_name = l.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+          AND t.priority < l.priority
+        ORDER BY t.priority DESC LIMIT 1
+    )
+    FROM levels l
+    WHERE l.priority IS NOT NULL AND l.depth < %(max_levels)s
+),
+cand AS (
+    SELECT c.*, l.ord
+    FROM levels l
+    CROSS JOIN LATERAL (
+        SELECT t.result_id, t.queue_name, t.priority, t.enqueued_at,
+               (t.lock_key IS NOT NULL OR (t.concurrency_key IS NOT NULL
+                                           AND t.concurrency_limit > 0)) AS keyed
+        FROM task_runs t
+        WHERE t.queue_name = l.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+          AND t.priority = l.priority
+        ORDER BY t.enqueued_at
+        LIMIT %(scan)s
+    ) c
+    WHERE l.priority IS NOT NULL
+    UNION ALL
+    SELECT c.*, q.ord
+    FROM queues q
+    CROSS JOIN LATERAL (
+        SELECT t.result_id, t.queue_name, t.priority, t.enqueued_at,
+               (t.lock_key IS NOT NULL OR (t.concurrency_key IS NOT NULL
+                                           AND t.concurrency_limit > 0)) AS keyed
+        FROM task_runs t
+        WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+          AND coalesce(t.run_after, '-infinity'::timestamptz) > '-infinity'::timestamptz
+          AND coalesce(t.run_after, '-infinity'::timestamptz) <= now()
+        ORDER BY coalesce(t.run_after, '-infinity'::timestamptz)
+        LIMIT %(scan)s
+    ) c
+),
+ranked AS (
+    SELECT c.result_id, c.ord, c.keyed,
+           row_number() OVER (
+               PARTITION BY c.queue_name
+               ORDER BY CASE WHEN %(aging)s::float8 > 0
+                             THEN c.enqueued_at - make_interval(secs => c.priority * %(aging)s::float8)
+                        END,
+                        c.priority DESC, c.enqueued_at) AS qrank
+    FROM cand c
+),
+blocked AS (
+    SELECT EXISTS (SELECT 1 FROM ranked r WHERE r.keyed AND r.qrank <= %(n)s)
+           OR EXISTS (SELECT 1 FROM rate_limits x WHERE x.tokens_per_second > 0) AS yes
+),
+picked AS (
+    SELECT t.result_id
+    FROM ranked r
+    JOIN task_runs t ON t.result_id = r.result_id
+    WHERE NOT (SELECT b.yes FROM blocked b)
+      -- Keeps generic plans on primary-key lookups whatever the row estimates.
+      AND t.result_id = ANY(ARRAY(SELECT r2.result_id FROM ranked r2))
+      AND t.status = 'READY' AND (t.run_after IS NULL OR t.run_after <= now())
+    ORDER BY r.qrank, r.ord
+    LIMIT %(n)s
+    FOR UPDATE OF t SKIP LOCKED
+),
+claimed AS (
+    UPDATE task_runs t SET
+        status = 'RUNNING',
+        attempts = t.attempts + 1,
+        leased_by = %(worker_id)s,
+        leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+        started_at = coalesce(t.started_at, now()),
+        last_attempted_at = now(),
+        worker_ids = coalesce(t.worker_ids, '[]'::jsonb) || jsonb_build_array(%(worker_id)s::text),
+        updated_at = now()
+    FROM picked p
+    WHERE t.result_id = p.result_id
+    RETURNING t.result_id, t.attempts, t.spec_json::text AS spec, t.timeout_seconds,
+              t.max_attempts, t.workflow_id,
+              (t.expires_at IS NOT NULL AND t.expires_at <= now()) AS expired,
+              t.cancel_requested, t.queue_name
+)
+SELECT 'claimed' AS kind, c.result_id, c.attempts, c.spec, c.timeout_seconds, c.max_attempts,
+       c.workflow_id, c.expired, c.cancel_requested, c.queue_name, false AS keyed,
+       NULL::text AS lock_key, NULL::text AS concurrency_key
+FROM claimed c
+UNION ALL
+SELECT 'escalate', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE (SELECT b.yes FROM blocked b);
+
+-- name: worker_lock_keys
+-- Transaction-scoped advisory locks on the keys of deferred rows, never waiting: a key
+-- another claimer holds right now is simply skipped this round. Lock keys and
+-- concurrency keys live in two lock spaces ("rpq" 1 and "rpq" 2).
+SELECT k.kind, k.key
+FROM (
+    SELECT 'lock' AS kind, l.key FROM unnest(%(lock_keys)s::text[]) AS l(key)
+    UNION ALL
+    SELECT 'conc', c.key FROM unnest(%(conc_keys)s::text[]) AS c(key)
+) k
+WHERE pg_try_advisory_xact_lock(
+    CASE WHEN k.kind = 'lock' THEN 1919971585 ELSE 1919971586 END, hashtext(k.key));
+
+-- name: worker_next_due
+-- Seconds until the earliest scheduled row of these queues becomes due (NULL: none).
+SELECT extract(epoch FROM min(n.due) - now())::float8 AS seconds
+FROM unnest(%(queues)s::text[]) AS q(queue_name)
+CROSS JOIN LATERAL (
+    SELECT coalesce(t.run_after, '-infinity'::timestamptz) AS due
+    FROM task_runs t
+    WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+      AND coalesce(t.run_after, '-infinity'::timestamptz) > now()
+    ORDER BY coalesce(t.run_after, '-infinity'::timestamptz)
+    LIMIT 1
+) n;
+
+-- name: worker_session_setup
+-- Generic plans: the claim statement is large, and planning it anew for every claim
+-- (PostgreSQL's default for parameters it cannot estimate) costs more than running it.
+SELECT set_config('statement_timeout', %(statement_timeout)s, false),
+       set_config('plan_cache_mode', 'force_generic_plan', false);
+
+-- name: worker_listen
+LISTEN reproq_tasks;
+
+-- name: worker_register
+-- Re-registering keeps started_at: the id may belong to a restarted process, and the
+-- registry answers "since when has this worker id been around".
+INSERT INTO reproq_workers (
+    worker_id, hostname, concurrency, queues, started_at, last_seen_at, version
+) VALUES (
+    %(worker_id)s, %(hostname)s, %(concurrency)s, %(queues)s::jsonb, now(), now(), %(version)s
+)
+ON CONFLICT (worker_id) DO UPDATE SET
+    hostname = EXCLUDED.hostname,
+    concurrency = EXCLUDED.concurrency,
+    queues = EXCLUDED.queues,
+    last_seen_at = now(),
+    version = EXCLUDED.version;
+
+-- name: worker_heartbeat
+-- One statement per beat: the registry row is touched (and recreated if pruned) and every
+-- lease the worker still holds is extended. Rows not returned are leases that are gone.
+WITH seen AS (
+    INSERT INTO reproq_workers (
+        worker_id, hostname, concurrency, queues, started_at, last_seen_at, version
+    ) VALUES (
+        %(worker_id)s, %(hostname)s, %(concurrency)s, %(queues)s::jsonb, now(), now(),
+        %(version)s
+    )
+    ON CONFLICT (worker_id) DO UPDATE SET last_seen_at = now()
+    RETURNING 1
+)
+UPDATE task_runs t SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS u(result_id, attempt)
+WHERE t.result_id = u.result_id
+  AND t.attempts = u.attempt
+  AND t.leased_by = %(worker_id)s
+  AND t.status = 'RUNNING'
+RETURNING t.result_id, t.cancel_requested;
+
+-- name: worker_finish
+-- Record a batch of ended attempts: SUCCESSFUL, READY (a retry after a delay) or FAILED.
+-- Fenced per row; rows whose lease is gone are left alone and not returned.
+UPDATE task_runs t SET
+    status = u.status,
+    return_json = CASE WHEN u.status = 'SUCCESSFUL' THEN u.return_json::jsonb
+                       ELSE t.return_json END,
+    errors_json = CASE WHEN u.error IS NULL THEN t.errors_json
+                       ELSE coalesce(t.errors_json, '[]'::jsonb)
+                            || jsonb_build_array(u.error::jsonb) END,
+    run_after = CASE WHEN u.status = 'READY' THEN now() + make_interval(secs => u.delay)
+                     ELSE t.run_after END,
+    finished_at = CASE WHEN u.status = 'READY' THEN t.finished_at ELSE now() END,
+    failed_at = CASE WHEN u.status = 'FAILED' THEN now() ELSE t.failed_at END,
+    last_error = coalesce(u.last_error, t.last_error),
+    logs_uri = coalesce(u.logs_uri, t.logs_uri),
+    leased_by = CASE WHEN u.status = 'READY' THEN NULL ELSE t.leased_by END,
+    leased_until = NULL,
+    updated_at = now()
+FROM unnest(
+    %(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[], %(returns)s::text[],
+    %(errors)s::text[], %(delays)s::float8[], %(last_errors)s::text[], %(logs)s::text[]
+) AS u(result_id, attempt, status, return_json, error, delay, last_error, logs_uri)
+WHERE t.result_id = u.result_id
+  AND t.attempts = u.attempt
+  AND t.leased_by = %(worker_id)s
+  AND t.status = 'RUNNING'
+RETURNING t.result_id;
+
+-- name: worker_finish_successes
+-- worker_finish for a batch in which every attempt succeeded (the common case): the same
+-- fence, less to send and to evaluate.
+UPDATE task_runs t SET
+    status = 'SUCCESSFUL',
+    return_json = u.return_json::jsonb,
+    finished_at = now(),
+    logs_uri = coalesce(u.logs_uri, t.logs_uri),
+    leased_until = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(returns)s::text[], %(logs)s::text[])
+    AS u(result_id, attempt, return_json, logs_uri)
+WHERE t.result_id = u.result_id
+  AND t.attempts = u.attempt
+  AND t.leased_by = %(worker_id)s
+  AND t.status = 'RUNNING'
+RETURNING t.result_id;
+
+-- name: worker_give_back
+-- Unfinished attempts at shutdown: READY again at once, the attempt not charged.
+UPDATE task_runs t SET
+    status = 'READY',
+    attempts = greatest(t.attempts - 1, 0),
+    leased_by = NULL,
+    leased_until = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS u(result_id, attempt)
+WHERE t.result_id = u.result_id
+  AND t.attempts = u.attempt
+  AND t.leased_by = %(worker_id)s
+  AND t.status = 'RUNNING'
+RETURNING t.result_id;
+
+-- name: worker_reclaim
+-- RUNNING rows whose lease expired (their worker died or lost the database): back to
+-- READY, the attempt stays counted and a lease_expiry entry records it; FAILED when the
+-- attempts are used up. Any worker may run it; SKIP LOCKED keeps them out of each other's way.
+-- %(held)s are attempts the reclaiming worker itself is still running (its heartbeat
+-- will renew them): never reclaimed from under it.
+WITH expired AS (
+    SELECT t.result_id
+    FROM task_runs t
+    WHERE t.status = 'RUNNING' AND (t.leased_until IS NULL OR t.leased_until < now())
+      AND NOT (t.result_id = ANY(%(held)s::bigint[]))
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE task_runs t SET
+    status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'READY' END,
+    errors_json = coalesce(t.errors_json, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+        'kind', 'lease_expiry',
+        'message', 'lease of ' || coalesce(t.leased_by, 'an unknown worker') || ' expired'
+                   || coalesce(' at ' || t.leased_until::text, ''),
+        'exception_class', NULL,
+        'traceback', NULL,
+        'attempt', t.attempts,
+        'at', now(),
+        'worker_id', t.leased_by)),
+    last_error = 'lease of ' || coalesce(t.leased_by, 'an unknown worker') || ' expired',
+    failed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE t.failed_at END,
+    finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE t.finished_at END,
+    leased_by = NULL,
+    leased_until = NULL,
+    updated_at = now()
+FROM expired e
+WHERE t.result_id = e.result_id
+RETURNING t.result_id, t.status, t.workflow_id;
+
+-- name: worker_release_children
+-- Chain steps whose parent succeeded: one fewer thing to wait for, READY at zero.
+UPDATE task_runs c SET
+    wait_count = greatest(c.wait_count - 1, 0),
+    status = CASE WHEN c.wait_count <= 1 THEN 'READY' ELSE c.status END,
+    updated_at = now()
+WHERE c.parent_id = ANY(%(ids)s::bigint[]) AND c.status = 'WAITING'
+RETURNING c.result_id;
+
+-- name: worker_lock_workflows
+-- Locked in a fixed order so two workers finishing members of the same chords never
+-- deadlock.
+SELECT w.workflow_id, w.expected_count, w.success_count, w.failure_count,
+       w.callback_result_id, w.status
+FROM workflow_runs w
+WHERE w.workflow_id = ANY(%(workflow_ids)s::uuid[])
+ORDER BY w.workflow_id
+FOR UPDATE;
+
+-- name: worker_update_workflows
+UPDATE workflow_runs w SET
+    success_count = u.success_count,
+    failure_count = u.failure_count,
+    status = u.status,
+    updated_at = now()
+FROM unnest(
+    %(workflow_ids)s::uuid[], %(success_counts)s::int[], %(failure_counts)s::int[],
+    %(statuses)s::text[]
+) AS u(workflow_id, success_count, failure_count, status)
+WHERE w.workflow_id = u.workflow_id;
+
+-- name: worker_release_callbacks
+-- A chord callback waits for the members that have not succeeded yet.
+UPDATE task_runs c SET
+    wait_count = greatest(u.remaining, 0),
+    status = CASE WHEN u.remaining <= 0 THEN 'READY' ELSE c.status END,
+    updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(remaining)s::int[]) AS u(result_id, remaining)
+WHERE c.result_id = u.result_id AND c.status = 'WAITING'
+RETURNING c.result_id;
+
+-- name: worker_fail_waiting
+-- Rows that can never run because something upstream failed for good: the chain
+-- descendants of %(failed_ids)s and the chord callbacks %(callback_ids)s (with their own
+-- descendants), all still WAITING. Each gets a workflow_failed entry naming the failure.
+WITH RECURSIVE doomed(result_id, cause) AS (
+    SELECT s.result_id, s.cause
+    FROM (
+        SELECT t.result_id, t.parent_id AS cause
+        FROM task_runs t
+        WHERE t.parent_id = ANY(%(failed_ids)s::bigint[]) AND t.status = 'WAITING'
+        UNION ALL
+        SELECT u.result_id, u.cause
+        FROM unnest(%(callback_ids)s::bigint[], %(callback_causes)s::bigint[])
+            AS u(result_id, cause)
+    ) s
+    UNION
+    SELECT t.result_id, d.cause
+    FROM doomed d
+    JOIN task_runs t ON t.parent_id = d.result_id AND t.status = 'WAITING'
+)
+UPDATE task_runs t SET
+    status = 'FAILED',
+    failed_at = now(),
+    finished_at = now(),
+    last_error = 'workflow failed: task ' || d.cause || ' failed',
+    errors_json = coalesce(t.errors_json, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+        'kind', 'workflow_failed',
+        'message', 'workflow failed: task ' || d.cause || ' failed',
+        'exception_class', NULL,
+        'traceback', NULL,
+        'attempt', t.attempts,
+        'at', now(),
+        'worker_id', %(worker_id)s::text)),
+    updated_at = now()
+FROM (SELECT DISTINCT ON (result_id) result_id, cause FROM doomed ORDER BY result_id) d
+WHERE t.result_id = d.result_id AND t.status = 'WAITING'
+RETURNING t.result_id, t.workflow_id;
+
+-- name: worker_notify
+-- Wake the other workers of these queues: a keyed row they skipped may be free now.
+SELECT pg_notify('reproq_tasks', q.queue_name) FROM unnest(%(queues)s::text[]) AS q(queue_name);
+
+-- The end-to-end worker benchmark (reproq/bench_e2e.py) reads its results with these.
+
+-- name: bench_e2e_vacuum
+VACUUM ANALYZE task_runs;
+
+-- name: bench_e2e_registered
+SELECT 1 AS present FROM reproq_workers WHERE worker_id = %(worker_id)s;
+
+-- name: bench_e2e_successful
+SELECT count(*) AS n FROM task_runs
+WHERE status = 'SUCCESSFUL' AND spec_json -> 'kwargs' ->> 'run' = %(run)s;
+
+-- name: bench_e2e_span
+SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds,
+       count(*) FILTER (WHERE status = 'SUCCESSFUL') AS ok
+FROM task_runs WHERE spec_json -> 'kwargs' ->> 'run' = %(run)s;
+
+-- name: bench_e2e_pickup_ms
+SELECT extract(epoch FROM started_at - enqueued_at)::float8 * 1000 AS ms
+FROM task_runs WHERE spec_json -> 'kwargs' ->> 'run' = %(run)s AND started_at IS NOT NULL;

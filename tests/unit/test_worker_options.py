@@ -1,0 +1,88 @@
+"""Worker settings: validation, defaults and how CLI flags map onto them (no database)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from reproq.cli import build_parser, main
+from reproq.cli.worker import executor_options
+from reproq.errors import ConfigError
+from reproq.worker import WorkerOptions, default_worker_id
+
+
+def test_the_allow_list_must_be_given_explicitly() -> None:
+    with pytest.raises(ConfigError) as info:
+        WorkerOptions().validate()
+    assert info.value.key == "allowed_task_modules"
+    WorkerOptions(allowed_task_modules=("*",)).validate()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"queues": ()}, "queues"),
+        ({"heartbeat_seconds": 300.0, "lease_seconds": 300.0}, "heartbeat_seconds"),
+        ({"max_payload_bytes": 0}, "max_payload_bytes"),
+        ({"priority_aging_factor": -1.0}, "priority_aging_factor"),
+    ],
+)
+def test_bad_settings_name_the_setting(overrides: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        WorkerOptions(allowed_task_modules=("*",), **overrides).validate()  # type: ignore[arg-type]
+    assert info.value.key == key
+
+
+def test_defaults_follow_the_seed() -> None:
+    options = WorkerOptions(allowed_task_modules=("*",))
+    assert options.concurrency == 10 and options.lease_seconds == 300
+    assert options.heartbeat_seconds == 60 and options.reclaim_interval_seconds == 60
+    assert options.priority_aging_factor == 60 and options.shutdown_timeout == 30
+    assert options.max_payload_bytes == options.max_output_bytes == 1024 * 1024
+
+
+def test_the_worker_id_comes_from_worker_id_env_else_host_and_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORKER_ID", "from-env")
+    assert default_worker_id() == "from-env"
+    monkeypatch.delenv("WORKER_ID")
+    assert default_worker_id().endswith(f"-{__import__('os').getpid()}")
+
+
+def test_lists_are_stored_as_tuples() -> None:
+    options = WorkerOptions(queues=["a", "b"], allowed_task_modules=["x."])  # type: ignore[arg-type]
+    assert options.queues == ("a", "b") and options.allowed_task_modules == ("x.",)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["worker", *argv])
+
+
+def test_the_cli_requires_the_allow_list(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REPROQ_ALLOWED_TASK_MODULES", raising=False)
+    assert main(["worker", "--dsn", "postgresql://nowhere/db"]) == 2
+    assert "--allowed-task-modules is required" in capsys.readouterr().err
+
+
+def test_cli_durations_accept_units() -> None:
+    args = _args("--lease-seconds", "5m", "--shutdown-timeout", "30s", "--heartbeat-seconds", "90")
+    assert (args.lease_seconds, args.shutdown_timeout, args.heartbeat_seconds) == (300, 30, 90)
+
+
+def test_executor_flags_become_executor_options() -> None:
+    assert executor_options(_args()) == {}
+    mock = executor_options(_args("--executor", "mock", "--mock-duration", "0.1-0.2"))
+    assert mock == {"duration": "0.1-0.2", "failure_rate": 0.0}
+    sub = executor_options(
+        _args("--executor", "subprocess", "--python", "/venv/bin/python", "--executor-module", "m")
+    )
+    assert sub["python"] == "/venv/bin/python" and sub["module"] == "m"
+    proc = executor_options(
+        _args("--executor", "process", "--concurrency", "3", "--max-tasks-per-child", "50")
+    )
+    assert proc["processes"] == 3 and proc["max_tasks_per_child"] == 50
