@@ -734,6 +734,7 @@ class Runtime:
             or needs_restart
         ):
             logger.info("reload: nothing changed")
+        logger.info("reload: done")
         return report
 
     def _sync(
@@ -741,9 +742,11 @@ class Runtime:
     ) -> ReloadReport:
         """Sync queues, limits and schedules of *new* (default: the current settings)."""
         settings = new if new is not None else self.settings
-        queues = _sync_queues(conn, settings, previous)
-        limits_set, limits_removed = _sync_limits(conn, settings, previous)
-        schedules = self._sync_schedules(conn, settings, previous)
+        # One transaction: a reload applies all of the file or, on an error, none of it.
+        with conn.transaction():
+            queues = _sync_queues(conn, settings, previous)
+            limits_set, limits_removed = _sync_limits(conn, settings, previous)
+            schedules = self._sync_schedules(conn, settings, previous)
         return ReloadReport(
             applied=True,
             schedules=schedules,

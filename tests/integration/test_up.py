@@ -228,6 +228,7 @@ def test_sighup_reloads_schedules_queues_and_limits_without_a_restart(
         _write(config, _config(dsn, second))
         up.send(signal.SIGHUP)
         up.wait_for_log("rate limit global: removed")
+        up.wait_for_log("reload: done")
         assert _schedules(conn) == {"yearly-a": False, "yearly-b": True}
         paused = conn.execute(
             "SELECT paused FROM reproq_queue_controls WHERE queue_name = 'slow'"
