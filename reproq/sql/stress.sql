@@ -1,0 +1,191 @@
+-- The stress harness (reproq.stress): the execution ledger, snapshots for the checker,
+-- fault injection and benchmark helpers. The ledger is created by the harness in the
+-- database under test; it is not part of reproq's schema.
+
+-- name: stress_create_ledger
+CREATE TABLE IF NOT EXISTS reproq_stress_ledger (
+    token text PRIMARY KEY,
+    result_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    pid integer NOT NULL,
+    kind text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome text
+);
+CREATE INDEX IF NOT EXISTS reproq_stress_ledger_result_idx ON reproq_stress_ledger (result_id);
+
+-- name: stress_ledger_start
+-- The token is chosen by the task, so a retried insert after an unknown commit outcome
+-- (connection cut mid-commit) cannot record the execution twice.
+INSERT INTO reproq_stress_ledger (token, result_id, attempt, worker_id, pid, kind, started_at)
+VALUES (%(token)s, %(result_id)s, %(attempt)s, %(worker_id)s, %(pid)s, %(kind)s, clock_timestamp())
+ON CONFLICT (token) DO NOTHING;
+
+-- name: stress_ledger_finish
+UPDATE reproq_stress_ledger SET finished_at = clock_timestamp(), outcome = %(outcome)s
+WHERE token = %(token)s AND finished_at IS NULL;
+
+-- name: stress_max_result_id
+SELECT coalesce(max(result_id), 0) AS result_id FROM task_runs;
+
+-- name: stress_now
+SELECT clock_timestamp() AS now;
+
+-- name: stress_status_counts
+SELECT status, count(*) AS n FROM task_runs WHERE result_id > %(first_id)s GROUP BY status;
+
+-- name: stress_drain_state
+SELECT
+    count(*) FILTER (WHERE status = 'RUNNING') AS running,
+    count(*) FILTER (
+        WHERE status = 'READY' AND coalesce(run_after, '-infinity'::timestamptz) <= now()
+    ) AS due,
+    now() AS now  -- the instant "due" was judged at, so later retries count as pending
+FROM task_runs
+WHERE result_id > %(first_id)s AND status IN ('READY', 'RUNNING');
+
+-- name: stress_cancel_candidates
+SELECT result_id FROM task_runs
+WHERE result_id > %(first_id)s AND status IN ('READY', 'RUNNING')
+  AND spec_json -> 'kwargs' ->> 'kind' = 'cancellable'
+ORDER BY result_id
+LIMIT 50;
+
+-- name: stress_snapshot_tasks
+SELECT result_id, status, queue_name, attempts, max_attempts, enqueued_at, run_after,
+       updated_at, finished_at, lock_key, concurrency_key, concurrency_limit, parent_id,
+       workflow_id, wait_count, worker_ids, errors_json, return_json, leased_by,
+       cancel_requested,
+       spec_json -> 'kwargs' ->> 'kind' AS kind,
+       spec_json ->> 'periodic_name' AS periodic_name,
+       spec_json ->> 'scheduled_at' AS scheduled_at
+FROM task_runs
+WHERE result_id > %(first_id)s
+ORDER BY result_id;
+
+-- name: stress_snapshot_ledger
+SELECT token, result_id, attempt, worker_id, pid, kind, started_at, finished_at, outcome
+FROM reproq_stress_ledger
+ORDER BY started_at;
+
+-- name: stress_snapshot_workflows
+SELECT workflow_id, expected_count, success_count, failure_count, callback_result_id, status
+FROM workflow_runs
+WHERE workflow_id IN (
+    SELECT DISTINCT workflow_id FROM task_runs
+    WHERE result_id > %(first_id)s AND workflow_id IS NOT NULL
+);
+
+-- name: stress_insert_schedule
+-- First fire time now, so even a short run sees every schedule fire.
+INSERT INTO periodic_tasks (
+    name, cron_expr, task_path, payload_json, queue_name, priority, max_attempts,
+    concurrency_key, concurrency_limit, last_run_at, next_run_at, enabled, created_at, updated_at
+) VALUES (
+    %(name)s, %(cron_expr)s, %(task_path)s, %(payload_json)s::jsonb, %(queue_name)s, 0,
+    %(max_attempts)s, NULL, 0, NULL, now(), true, now(), now()
+)
+ON CONFLICT (name) DO UPDATE SET
+    cron_expr = EXCLUDED.cron_expr, task_path = EXCLUDED.task_path,
+    payload_json = EXCLUDED.payload_json, next_run_at = now(), enabled = true,
+    updated_at = now();
+
+-- name: stress_force_synchronous_commit
+-- Crash restarts must not lose acknowledged commits, whatever the server's default. For
+-- sessions opened later in this database. `{name}` is filled with a quoted identifier
+-- (psycopg.sql.Identifier), never raw text.
+ALTER DATABASE {name} SET synchronous_commit = on;
+
+-- name: stress_database_name
+SELECT current_database() AS name, current_setting('synchronous_commit') AS synchronous_commit;
+
+-- name: stress_terminate_clients
+-- Every client connection to this database except the harness's own (application_name
+-- 'reproq-stress…'): workers, listeners, beats.
+SELECT count(pg_terminate_backend(pid)) AS terminated
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND coalesce(application_name, '') NOT LIKE %(spared)s;
+
+-- name: stress_lock_task_runs
+-- Blocks every writer of task_runs (claims, heartbeats, completions, enqueues) while
+-- readers go on; held until the surrounding transaction ends.
+LOCK TABLE task_runs IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: stress_lock_running_rows
+-- Blocks heartbeats and completions of these rows while the transaction lasts.
+SELECT result_id FROM task_runs
+WHERE status = 'RUNNING'
+ORDER BY result_id
+LIMIT %(limit)s
+FOR UPDATE;
+
+-- name: stress_sleep
+SELECT pg_sleep(%(seconds)s);
+
+-- name: stress_server_info
+SELECT version() AS version, current_setting('server_version') AS server_version,
+       current_setting('server_version_num')::int AS server_version_num;
+
+-- name: stress_server_settings
+SELECT name, current_setting(name) AS setting FROM pg_settings
+WHERE name = ANY(%(names)s::text[]) ORDER BY name;
+
+-- name: stress_bench_counts
+SELECT
+    count(*) FILTER (WHERE status = 'SUCCESSFUL') AS done,
+    count(*) FILTER (WHERE status = 'FAILED') AS failed,
+    count(*) AS total,
+    min(started_at) AS first_started,
+    max(finished_at) AS last_finished,
+    min(enqueued_at) AS first_enqueued
+FROM task_runs
+WHERE result_id > %(first_id)s;
+
+-- name: stress_bench_done_count
+SELECT count(*) AS n FROM task_runs
+WHERE result_id > %(first_id)s AND status IN ('SUCCESSFUL', 'FAILED');
+
+-- name: stress_bench_pickup
+-- Pickup latency: from the row's commit-time clock (enqueued_at) to the claim (started_at).
+SELECT
+    count(*) AS n,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at)) AS p50,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at)) AS p95,
+    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - enqueued_at)) AS p99,
+    max(extract(epoch FROM started_at - enqueued_at)) AS max
+FROM task_runs
+WHERE result_id > %(first_id)s AND started_at IS NOT NULL;
+
+-- name: stress_bench_insert_finished
+-- Finished history, inserted set-wise: SUCCESSFUL rows with distinct spec hashes.
+INSERT INTO task_runs (
+    backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
+    status, enqueued_at, started_at, last_attempted_at, finished_at, attempts, max_attempts,
+    timeout_seconds, lock_key, concurrency_key, concurrency_limit, worker_ids, return_json,
+    errors_json, metadata_json, wait_count, created_at, updated_at, cancel_requested
+)
+SELECT
+    'default', 'default', 0, NULL,
+    jsonb_build_object('v', 1, 'task_path', 'reproq.stress.tasks.noop', 'args', jsonb_build_array(g),
+                       'kwargs', '{}'::jsonb),
+    encode(sha256(('reproq-bench-history-' || g::text)::bytea), 'hex'),
+    'reproq.stress.tasks.noop',
+    'SUCCESSFUL', now() - interval '1 hour', now() - interval '1 hour',
+    now() - interval '1 hour', now() - interval '1 hour', 1, 3, 900, NULL, NULL, 0,
+    '["bench-history"]'::jsonb, 'null'::jsonb, '[]'::jsonb, '{}'::jsonb, 0, now(), now(), false
+FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g;
+
+-- name: stress_bench_analyze
+ANALYZE task_runs;
+
+-- name: stress_bench_disable_notify
+-- Polling-only pickup: the worker no longer hears about new rows.
+ALTER TABLE task_runs DISABLE TRIGGER task_runs_notify_insert;
+
+-- name: stress_bench_table_size
+SELECT count(*) AS n, pg_total_relation_size('task_runs') AS bytes FROM task_runs;
