@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
+from reproq.context import TaskContext
 from reproq.executor import call_task
 
 STDOUT_FILE = "stdout"
@@ -63,7 +64,15 @@ def serve(conn: Connection, lifeline: Connection, settings: Mapping[str, Any]) -
         if capture is not None:
             capture.begin()
         try:
-            reply = call_task(request["task_path"], request["args"], request["kwargs"])
+            context = TaskContext(
+                result_id=request["result_id"],
+                attempt=request["attempt"],
+                worker_id=request.get("worker_id", ""),
+                task_path=request["task_path"],
+            )
+            reply = call_task(
+                request["task_path"], request["args"], request["kwargs"], context=context
+            )
         finally:
             if capture is not None:
                 capture.end()

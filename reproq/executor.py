@@ -31,7 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
+from reproq.context import TaskContext, enter, leave
+
 PRODUCTION_ENV = "REPROQ_PRODUCTION"
+WORKER_ID_ENV = "REPROQ_WORKER_ID"
+"""Set by the subprocess executor: the id of the worker running this attempt."""
 """Environment variable that marks a production deployment (``1``/``true``/``yes``/``on``)."""
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -111,13 +115,27 @@ def resolve_task(task_path: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def call_task(task_path: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+class _NotCancelled:
+    """Child processes are stopped by signals, not by polling: never "cancelled" here."""
+
+    def is_set(self) -> bool:
+        return False
+
+
+def call_task(
+    task_path: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    context: TaskContext | None = None,
+) -> str:
     """Import and call a task; return its envelope as one line of JSON. Never raises.
 
     A coroutine function is run to completion with :func:`asyncio.run`. The return value
     is encoded here (NaN and infinities refused), so a value that cannot be stored fails
     the attempt with a clear message instead of breaking the caller.
     """
+    saved = enter(context, _NotCancelled()) if context is not None else None
     try:
         func = resolve_task(task_path)
         value = func(*args, **kwargs)
@@ -125,6 +143,9 @@ def call_task(task_path: str, args: Sequence[Any], kwargs: Mapping[str, Any]) ->
             value = asyncio.run(value)
     except BaseException as exc:  # a task failing in any way, SystemExit included, is a result
         return envelope_json(failure_envelope(exc))
+    finally:
+        if saved is not None:
+            leave(saved)
     try:
         return envelope_json({"ok": True, "return": value})
     except (TypeError, ValueError, RecursionError) as exc:
@@ -193,7 +214,7 @@ def _read_payload(args: argparse.Namespace) -> bytes | str:
     return payload
 
 
-def _run_payload(raw: bytes | str, result_id: int) -> str:
+def _run_payload(raw: bytes | str, result_id: int, attempt: int) -> str:
     # Imported late: the spec module is only needed once there is a payload to check.
     from reproq.errors import InvalidSpec
     from reproq.spec import parse_spec
@@ -202,7 +223,15 @@ def _run_payload(raw: bytes | str, result_id: int) -> str:
         spec = parse_spec(raw, result_id=result_id)
     except InvalidSpec as exc:
         return envelope_json(failure_envelope(exc))
-    return call_task(spec["task_path"], spec.get("args", []), spec.get("kwargs", {}))
+    context = TaskContext(
+        result_id=result_id,
+        attempt=attempt,
+        worker_id=os.environ.get(WORKER_ID_ENV, ""),
+        task_path=spec["task_path"],
+    )
+    return call_task(
+        spec["task_path"], spec.get("args", []), spec.get("kwargs", {}), context=context
+    )
 
 
 def _exit_on_term(signum: int, frame: FrameType | None) -> None:
@@ -229,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         line = envelope_json(failure_envelope(exc, message=f"cannot read the payload: {exc}"))
     else:
-        line = _run_payload(raw, args.result_id)
+        line = _run_payload(raw, args.result_id, args.attempt)
     sys.stderr.flush()
     _write_all(real_stdout, (line + "\n").encode("ascii"))
     os.close(real_stdout)

@@ -101,6 +101,20 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def process_is_running(pid: int) -> bool:
+    """False once ``pid`` is gone or a zombie (dead, waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the caller's other signals
+    # The state letter follows the command name, which is in parentheses.
+    state = stat.rsplit(b")", 1)[-1].split()[:1]
+    return state not in ([b"Z"], [b"X"])
+
+
 def signal_group(pgid: int, sig: int) -> None:
     """Send ``sig`` to a process group; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

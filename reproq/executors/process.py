@@ -53,6 +53,7 @@ from reproq.executors._common import (
     describe_exit,
     outcome_from_envelope,
     parse_envelope,
+    process_is_running,
     read_bounded,
     signal_group,
 )
@@ -97,8 +98,15 @@ class _Child:
         return self.process.sentinel
 
     def has_exited(self) -> bool:
-        """True once the child process has ended."""
-        return bool(multiprocessing.connection.wait([self.sentinel], 0))
+        """True once the child process has ended.
+
+        The sentinel alone lags: under forkserver it fires only once the server has
+        reaped the child, so a child killed a moment ago still looks alive. /proc shows
+        the zombie at once.
+        """
+        if multiprocessing.connection.wait([self.sentinel], 0):
+            return True
+        return not process_is_running(self.pid)
 
     def signal(self, sig: int) -> None:
         """Signal the child's process group, unless it has already been reaped."""

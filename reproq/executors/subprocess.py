@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import IO, Any, Literal, get_args
 
 from reproq.errors import ConfigError
-from reproq.executor import production_mode
+from reproq.executor import WORKER_ID_ENV, production_mode
 from reproq.executors._common import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -204,7 +204,7 @@ class SubprocessExecutor:
                     stdin=subprocess.PIPE if self.payload_mode == "stdin" else subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    env=self._env,
+                    env={**self._env, WORKER_ID_ENV: call.worker_id},
                     cwd=self.cwd,
                     start_new_session=True,
                     close_fds=True,

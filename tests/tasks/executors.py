@@ -147,3 +147,13 @@ NOT_CALLABLE = 42
 
 if __name__ == "__main__":
     print("this is not a JSON envelope")
+
+
+def whoami() -> dict[str, object] | None:
+    """The attempt the task sees itself running as (reproq.context)."""
+    from reproq.context import current_task
+
+    ctx = current_task()
+    if ctx is None:
+        return None
+    return {"result_id": ctx.result_id, "attempt": ctx.attempt, "worker_id": ctx.worker_id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -391,3 +392,13 @@ def test_children_die_when_the_worker_process_is_killed(tmp_path: Path) -> None:
     finally:
         worker.kill()
         worker.wait(timeout=10)
+
+
+def test_a_task_in_a_pool_child_sees_its_attempt_in_the_task_context(
+    make_executor: Any,
+) -> None:
+    executor = make_executor()
+    call = dataclasses.replace(_call("whoami"), worker_id="w-ctx")
+    outcome = executor.run(call, Flag())
+    assert outcome.ok
+    assert outcome.return_value == {"result_id": 21, "attempt": 1, "worker_id": "w-ctx"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -273,3 +274,10 @@ def test_shutdown_without_waiting_kills_running_attempts(tmp_path: Path) -> None
 
 def test_the_default_interpreter_is_the_running_one() -> None:
     assert SubprocessExecutor().python == sys.executable
+
+
+def test_the_executor_module_gives_the_task_its_attempt_and_worker_id() -> None:
+    call = dataclasses.replace(_call("whoami"), attempt=2, worker_id="w-sub")
+    outcome = _executor().run(call, Flag())
+    assert outcome.ok, outcome.message
+    assert outcome.return_value == {"result_id": 11, "attempt": 2, "worker_id": "w-sub"}
