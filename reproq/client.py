@@ -106,8 +106,9 @@ class Client:
     def enqueue_many(self, sigs: Sequence[Signature], *, dedup: bool = True) -> list[int]:
         """Enqueue many runs in one transaction and few round trips; ids in input order."""
         now = dt.datetime.now(dt.UTC)
-        rows = [sig.to_new_task(now=now) for sig in sigs]
-        with self.connection() as conn, conn.transaction():
+        # Lazy: rows are built batch by batch while earlier batches are being inserted.
+        rows = (sig.to_new_task(now=now) for sig in sigs)
+        with self.connection() as conn:
             return insert_tasks(conn, rows, dedup=dedup)
 
     def chain(self, steps: Sequence[Signature]) -> WorkflowIds:

@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,7 +180,7 @@ def insert_task(conn: Conn, task: NewTask, *, dedup: bool = True) -> int:
     raise AlreadyQueued(task.spec_hash, -1)
 
 
-def insert_tasks(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool = True) -> list[int]:
+def insert_tasks(conn: Conn, tasks: Iterable[NewTask], *, dedup: bool = True) -> list[int]:
     """Insert many task runs in a few round trips; ids come back in input order.
 
     Ids are reserved up front so the result maps exactly onto the input (and rows of one
@@ -188,28 +189,51 @@ def insert_tasks(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool = True) ->
     still deduplicates: an input whose spec is already active gets the active row's id
     (``dedup=True``) or raises :class:`AlreadyQueued`. Runs in one transaction (a
     savepoint when the caller has one open).
+
+    ``tasks`` may be a lazy iterable: while the database inserts one batch, the next is
+    built in the calling thread, so building specs and inserting rows overlap.
     """
-    if not tasks:
-        return []
     ids: list[int] = []
-    with translate_errors(), conn.transaction():
-        for start in range(0, len(tasks), _BATCH):
-            ids.extend(_insert_batch(conn, tasks[start : start + _BATCH], dedup=dedup))
+    batches = _batches(tasks, _BATCH)
+    first = next(batches, None)
+    if first is None:
+        return ids
+    with (
+        translate_errors(),
+        conn.transaction(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="reproq-enqueue") as db,
+    ):
+        pending = db.submit(_insert_batch, conn, first, dedup=dedup)
+        for batch in batches:
+            # The connection is used by one thread at a time: this batch was built
+            # while the previous one was in flight, and waits for it here.
+            ids.extend(pending.result())
+            pending = db.submit(_insert_batch, conn, batch, dedup=dedup)
+        ids.extend(pending.result())
     return ids
+
+
+def _batches(tasks: Iterable[NewTask], size: int) -> Iterator[list[NewTask]]:
+    batch: list[NewTask] = []
+    for task in tasks:
+        batch.append(task)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[int]:
     for task in tasks:
         task.validate()
-    reserved = [
-        int(r["result_id"]) for r in conn.execute(q("enqueue_reserve_ids"), {"n": len(tasks)})
-    ]
+    reserved = _one(conn.execute(q("enqueue_reserve_ids"), {"n": len(tasks)}).fetchone())
     conn.execute(q("enqueue_drop_buffer"))
     conn.execute(q("enqueue_create_buffer"))
     with conn.cursor() as cur, cur.copy(q("enqueue_copy_buffer")) as copy:
         for rid, task in zip(reserved, tasks, strict=True):
             copy.write_row(task.copy_row(rid))
-    inserted = {int(r["result_id"]) for r in conn.execute(q("enqueue_from_buffer"))}
+    inserted = set(_one(conn.execute(q("enqueue_from_buffer")).fetchone()))
     conn.execute(q("enqueue_drop_buffer"))
     if len(inserted) == len(tasks):
         return reserved
@@ -232,6 +256,11 @@ def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[
         else:
             result.append(existing)
     return result
+
+
+def _one(row: Mapping[str, Any] | None) -> list[int]:
+    """The ``ids`` array of a one-row result."""
+    return [int(i) for i in row["ids"]] if row is not None else []
 
 
 def insert_workflow_run(

@@ -28,9 +28,13 @@ JSONValue = Any
 """A value made only of dict, list, str, int, float, bool and None."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(obj: JSONValue) -> str:
     """Keys sorted at every level, no spaces, non-ASCII kept as UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # One shared encoder: json.dumps would build a new one per call for these options.
+    return _CANONICAL.encode(obj)
 
 
 def spec_hash(spec: JSONValue) -> str:

@@ -20,7 +20,8 @@ SELECT result_id, spec_hash FROM task_runs
 WHERE spec_hash = ANY(%(hashes)s::char(64)[]) AND status IN ('READY', 'RUNNING');
 
 -- name: enqueue_reserve_ids
-SELECT nextval(pg_get_serial_sequence('task_runs', 'result_id')) AS result_id
+-- One array, not one row per id: a hundred thousand rows cost more to ship than to make.
+SELECT array_agg(nextval(pg_get_serial_sequence('task_runs', 'result_id'))) AS ids
 FROM generate_series(1, %(n)s);
 
 -- name: enqueue_create_buffer
@@ -42,21 +43,24 @@ COPY reproq_enqueue_buffer (
 ) FROM STDIN;
 
 -- name: enqueue_from_buffer
-INSERT INTO task_runs (
-    result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
-    task_path, status, enqueued_at, attempts, max_attempts, timeout_seconds, lock_key,
-    concurrency_key, concurrency_limit, worker_ids, errors_json, metadata_json,
-    expires_at, parent_id, workflow_id, wait_count, created_at, updated_at, cancel_requested
+WITH inserted AS (
+    INSERT INTO task_runs (
+        result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
+        task_path, status, enqueued_at, attempts, max_attempts, timeout_seconds, lock_key,
+        concurrency_key, concurrency_limit, worker_ids, errors_json, metadata_json,
+        expires_at, parent_id, workflow_id, wait_count, created_at, updated_at, cancel_requested
+    )
+    SELECT
+        result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
+        task_path, status, now(), 0, max_attempts, timeout_seconds, lock_key, concurrency_key,
+        concurrency_limit, '[]'::jsonb, '[]'::jsonb, metadata_json, expires_at, parent_id,
+        workflow_id, wait_count, now(), now(), false
+    FROM reproq_enqueue_buffer
+    ORDER BY result_id
+    ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
+    RETURNING result_id
 )
-SELECT
-    result_id, backend_alias, queue_name, priority, run_after, spec_json, spec_hash,
-    task_path, status, now(), 0, max_attempts, timeout_seconds, lock_key, concurrency_key,
-    concurrency_limit, '[]'::jsonb, '[]'::jsonb, metadata_json, expires_at, parent_id,
-    workflow_id, wait_count, now(), now(), false
-FROM reproq_enqueue_buffer
-ORDER BY result_id
-ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
-RETURNING result_id;
+SELECT coalesce(array_agg(result_id), '{}') AS ids FROM inserted;
 
 -- name: enqueue_drop_buffer
 DROP TABLE IF EXISTS reproq_enqueue_buffer;
