@@ -594,6 +594,13 @@ class _Loader:
                     limits[key] = RateLimitSettings(key=key, rate=rate, burst=burst)
             elif "burst" in values:
                 self.fail_at((*entry.path, "burst"), "burst needs a rate")
+            if values.get("concurrency"):
+                # Refused rather than ignored: a limit that silently does nothing is worse.
+                self.fail_at(
+                    (*entry.path, "concurrency"),
+                    "a per-queue concurrency cap is not supported; give the queue's tasks a "
+                    "concurrency_key and concurrency_limit, or size the pools serving it",
+                )
             queues.append(QueueSettings(name=name, **values))  # type: ignore[arg-type]
         return tuple(queues), tuple(limits.values())
 

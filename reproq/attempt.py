@@ -81,6 +81,7 @@ class AttemptPolicy:
     max_payload_bytes: int
     max_output_bytes: int
     logs_dir: str | None = None
+    max_timeout_seconds: float | None = None  # the pool's cap on any task's timeout
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,8 +114,10 @@ def prepare_call(row: ClaimedRow, policy: AttemptPolicy) -> TaskCall | Refusal:
             message=f"task path {task_path!r} is not in allowed_task_modules "
             f"({', '.join(policy.allow.entries) or 'empty'})",
         )
-    timeout = row.timeout_seconds if row.timeout_seconds and row.timeout_seconds > 0 else None
-    timeout = timeout or _DEFAULT_TIMEOUT
+    own = row.timeout_seconds if row.timeout_seconds and row.timeout_seconds > 0 else None
+    timeout = float(own or _DEFAULT_TIMEOUT)
+    if policy.max_timeout_seconds:
+        timeout = min(timeout, policy.max_timeout_seconds)
     return TaskCall(
         result_id=row.result_id,
         attempt=row.attempt,

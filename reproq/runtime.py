@@ -118,6 +118,7 @@ def worker_options(settings: Settings, pool: PoolSettings) -> WorkerOptions:
         max_payload_bytes=worker.max_payload_bytes,
         max_output_bytes=worker.max_output_bytes,
         poll_interval=worker.poll_interval,
+        max_timeout_seconds=pool.timeout_seconds,
     )
 
 
@@ -402,17 +403,6 @@ class Runtime:
             component.start(self._on_exit, service)
         for pool in settings.pools:
             logger.info("pool %s: %s", pool.name, self._describe_pool(pool))
-        # Settings the worker engine does not enforce yet: say so rather than pretend.
-        for pool in settings.pools:
-            if pool.timeout_seconds:
-                logger.warning(
-                    "pools.%s.timeout_seconds is not applied: each task's own "
-                    "timeout_seconds is enforced",
-                    pool.name,
-                )
-        for queue in settings.queues:
-            if queue.concurrency:
-                logger.warning("queues.%s.concurrency is not enforced by the workers", queue.name)
         reclaim = settings.worker.reclaim_interval_seconds
         if reclaim > 0:
             logger.info(

@@ -127,6 +127,7 @@ class WorkerOptions:
     poll_interval: float = 0.5  # fallback poll when idle; doubles up to max_poll_interval
     max_poll_interval: float = 5.0
     claim_batch: int = 100  # most rows one claim statement takes
+    max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
     statement_timeout: float = 60.0
 
     def __post_init__(self) -> None:
@@ -252,6 +253,7 @@ class _Attempt:
         "ran_for",
         "row",
         "stop",
+        "timeout_seconds",
     )
 
     def __init__(self, row: ClaimedRow) -> None:
@@ -260,6 +262,7 @@ class _Attempt:
         self.cancel = _CancelFlag()
         self.stop: _Stop | None = None
         self.deadline = math.inf  # set by the slot once the call is built
+        self.timeout_seconds: float = float(row.timeout_seconds or 0)
         self.finished = False
         self.abandoned = False
         self.ran_for: float | None = None  # seconds in the executor (for metrics)
@@ -300,6 +303,7 @@ class Worker:
             max_payload_bytes=options.max_payload_bytes,
             max_output_bytes=options.max_output_bytes,
             logs_dir=options.logs_dir,
+            max_timeout_seconds=options.max_timeout_seconds,
         )
         self.record = WorkerRecord(
             worker_id=options.worker_id,
@@ -807,7 +811,7 @@ class Worker:
             self._busy.discard(attempt)
             self._timed_out += 1
             self._abandoned_any = True
-            timeout = attempt.row.timeout_seconds
+            timeout = attempt.timeout_seconds
             log.warning(
                 "task %s attempt %d: timeout after %ss; its thread is abandoned",
                 attempt.lease.result_id,
@@ -919,6 +923,7 @@ class Worker:
                     attempt.lease, prepared.kind, prepared.message, policy, at=self._at()
                 )
             attempt.deadline = prepared.deadline
+            attempt.timeout_seconds = prepared.timeout_seconds
             try:
                 started = time.monotonic()
                 try:

@@ -106,6 +106,15 @@ def test_a_task_past_its_timeout_fails_as_an_infra_error_and_its_slot_is_replace
     assert failed["return_json"] is None  # the late result of the stuck thread is discarded
 
 
+def test_a_pool_timeout_caps_a_longer_task_timeout(dsn: str, conn: Conn) -> None:
+    rid = enqueue(conn, "sleep", 4.0, timeout_seconds=900, max_attempts=1)
+    with running(dsn, max_timeout_seconds=1.0):
+        wait_status(conn, rid, "FAILED", timeout=10)
+    (entry,) = errors(conn, rid)
+    assert entry["kind"] == "infra_error"
+    assert "timeout after 1" in entry["message"]
+
+
 def test_timeouts_count_as_attempts_and_retry_until_max_attempts(dsn: str, conn: Conn) -> None:
     rid = enqueue(conn, "sleep", 3.0, timeout_seconds=1, max_attempts=2)
     with running(dsn):

@@ -589,3 +589,11 @@ def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
         """,
     )
     assert check_file(path, env={}) == []
+
+
+def test_a_per_queue_concurrency_cap_is_refused_not_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text("[queues.cpu]\nconcurrency = 2\n")
+    problems = check_file(path, env={})
+    assert [(p.key, p.line) for p in problems] == [("queues.cpu.concurrency", 2)]
+    assert "concurrency_key" in problems[0].message
