@@ -11,14 +11,20 @@ import argparse
 import logging
 import os
 import signal
+from dataclasses import replace
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reproq.cli._common import add_dsn_arguments, dsn_from_args
+from reproq.config import resolve_config_path
 from reproq.durations import parse_duration
 from reproq.errors import UsageError
 
-__all__ = ["ALLOWED_ENV", "executor_options", "handle", "register"]
+if TYPE_CHECKING:
+    from reproq.worker import WorkerOptions
+
+__all__ = ["ALLOWED_ENV", "executor_options", "handle", "options_from_args", "register"]
 
 ALLOWED_ENV = "REPROQ_ALLOWED_TASK_MODULES"
 """Environment fallback for ``--allowed-task-modules``."""
@@ -48,12 +54,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     add_dsn_arguments(parser)
-    parser.add_argument("--concurrency", type=int, default=10, help="slots (default: 10)")
+    parser.add_argument("--concurrency", type=int, help="slots (default: 10)")
     parser.add_argument(
         "--worker-id", help="id in the registry and in leases (default: $WORKER_ID, else host-pid)"
     )
+    parser.add_argument("--queues", help="comma-separated queues to serve (default: default)")
     parser.add_argument(
-        "--queues", default="default", help="comma-separated queues to serve (default: default)"
+        "--pool",
+        help="with --config: the [[pools]] entry to run (default: the first); flags override it",
     )
     parser.add_argument(
         "--allowed-task-modules",
@@ -61,26 +69,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="comma-separated task module prefixes this worker may import, e.g. myapp.tasks. "
         f"('*' allows any; default: ${ALLOWED_ENV}; required)",
     )
+    parser.add_argument("--executor", choices=EXECUTOR_NAMES, help="default: thread")
+    parser.add_argument("--lease-seconds", type=_duration, metavar="DURATION", help="default: 300")
     parser.add_argument(
-        "--executor", choices=EXECUTOR_NAMES, default="thread", help="default: thread"
+        "--heartbeat-seconds", type=_duration, metavar="DURATION", help="default: 60"
     )
-    parser.add_argument("--lease-seconds", type=_duration, default=300.0, metavar="DURATION")
-    parser.add_argument("--heartbeat-seconds", type=_duration, default=60.0, metavar="DURATION")
     parser.add_argument(
-        "--reclaim-interval-seconds", type=_duration, default=60.0, metavar="DURATION"
+        "--reclaim-interval-seconds", type=_duration, metavar="DURATION", help="default: 60"
     )
     parser.add_argument(
         "--priority-aging-factor",
         type=float,
-        default=60.0,
         metavar="SECONDS",
         help="seconds of waiting worth one priority point; 0 disables aging (default: 60)",
     )
-    parser.add_argument("--shutdown-timeout", type=_duration, default=30.0, metavar="DURATION")
-    parser.add_argument("--poll-interval", type=_duration, default=0.5, metavar="DURATION")
+    parser.add_argument(
+        "--shutdown-timeout", type=_duration, metavar="DURATION", help="default: 30s"
+    )
+    parser.add_argument("--poll-interval", type=_duration, metavar="DURATION", help="default: 0.5s")
     parser.add_argument("--logs-dir", help="write captured task output here (files mode 0600)")
-    parser.add_argument("--max-payload-bytes", type=int, default=1024 * 1024)
-    parser.add_argument("--max-output-bytes", type=int, default=1024 * 1024)
+    parser.add_argument("--max-payload-bytes", type=int, help="default: 1 MiB")
+    parser.add_argument("--max-output-bytes", type=int, help="default: 1 MiB")
     mock = parser.add_argument_group("mock executor")
     mock.add_argument("--mock-duration", default="0", help="seconds, or a range like 0.1-0.5")
     mock.add_argument("--mock-failure-rate", type=float, default=0.0)
@@ -98,70 +107,113 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=handle)
 
 
-def executor_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The executor's constructor options implied by the flags."""
-    name = args.executor
+def executor_options(args: argparse.Namespace, options: WorkerOptions) -> dict[str, Any]:
+    """The executor's constructor options implied by the flags and the worker options."""
+    name = options.executor
     if name == "mock":
-        options: dict[str, Any] = {
+        mock: dict[str, Any] = {
             "duration": args.mock_duration,
             "failure_rate": args.mock_failure_rate,
         }
         if args.mock_seed is not None:
-            options["seed"] = args.mock_seed
-        return options
+            mock["seed"] = args.mock_seed
+        return mock
+    chosen: dict[str, Any] = dict(options.executor_options)
+    if name in ("process", "subprocess"):
+        chosen["max_payload_bytes"] = options.max_payload_bytes
+        chosen["max_output_bytes"] = options.max_output_bytes
     if name == "process":
-        options = {
-            "processes": args.concurrency,
-            "max_payload_bytes": args.max_payload_bytes,
-            "max_output_bytes": args.max_output_bytes,
-        }
+        chosen.setdefault("processes", options.concurrency)
         if args.max_tasks_per_child is not None:
-            options["max_tasks_per_child"] = args.max_tasks_per_child
-        return options
+            chosen["max_tasks_per_child"] = args.max_tasks_per_child
     if name == "subprocess":
-        options = {
-            "max_payload_bytes": args.max_payload_bytes,
-            "max_output_bytes": args.max_output_bytes,
-        }
         if args.python:
-            options["python"] = args.python
+            chosen["python"] = args.python
         if args.executor_module:
-            options["module"] = args.executor_module
-        return options
-    return {}
+            chosen["module"] = args.executor_module
+    return chosen
 
 
-def handle(args: argparse.Namespace) -> int:
-    """Run ``reproq worker`` until signalled."""
-    from reproq.worker import Worker, WorkerOptions, default_worker_id
+# Flag destination -> WorkerOptions field, for flags that override a config file.
+_FLAG_FIELDS = {
+    "concurrency": "concurrency",
+    "executor": "executor",
+    "lease_seconds": "lease_seconds",
+    "heartbeat_seconds": "heartbeat_seconds",
+    "reclaim_interval_seconds": "reclaim_interval_seconds",
+    "priority_aging_factor": "priority_aging_factor",
+    "shutdown_timeout": "shutdown_timeout",
+    "poll_interval": "poll_interval",
+    "logs_dir": "logs_dir",
+    "max_payload_bytes": "max_payload_bytes",
+    "max_output_bytes": "max_output_bytes",
+}
 
-    allowed = _csv(args.allowed_task_modules or os.environ.get(ALLOWED_ENV, ""))
-    if not allowed:
+
+def _options_from_config(path: Path, args: argparse.Namespace) -> WorkerOptions:
+    """The worker options of one pool of a config file (defaults < file < env)."""
+    from reproq.config import load_settings
+    from reproq.runtime import worker_options
+
+    settings = load_settings(path)
+    if args.pool:
+        pool = next((p for p in settings.pools if p.name == args.pool), None)
+        if pool is None:
+            names = ", ".join(p.name for p in settings.pools)
+            raise UsageError(f"--pool {args.pool}: {path} has no such pool (pools: {names})")
+    else:
+        pool = settings.pools[0]
+    return worker_options(settings, pool)
+
+
+def options_from_args(args: argparse.Namespace) -> WorkerOptions:
+    """The worker's options: defaults < ``--config`` pool (and its env) < flags."""
+    from reproq.worker import WorkerOptions, default_worker_id
+
+    config = resolve_config_path(getattr(args, "config", None))
+    if config is not None:
+        options = _options_from_config(config, args)
+    elif args.pool:
+        raise UsageError("--pool needs --config FILE")
+    else:
+        options = WorkerOptions(allowed_task_modules=())
+    # Flags win over the file (and over the built-in defaults).
+    changes: dict[str, Any] = {
+        field: getattr(args, dest)
+        for dest, field in _FLAG_FIELDS.items()
+        if getattr(args, dest) is not None
+    }
+    if args.queues is not None:
+        changes["queues"] = tuple(_csv(args.queues))
+    if args.worker_id:
+        changes["worker_id"] = args.worker_id
+    elif config is None:
+        changes["worker_id"] = default_worker_id()
+    flag_allowed = args.allowed_task_modules or (
+        None if options.allowed_task_modules else os.environ.get(ALLOWED_ENV)
+    )
+    if flag_allowed:
+        changes["allowed_task_modules"] = tuple(_csv(flag_allowed))
+    if "executor" in changes and changes["executor"] != options.executor:
+        changes["executor_options"] = {}  # the file's options belong to another executor
+    options = replace(options, **changes)
+    options = replace(options, executor_options=executor_options(args, options))
+    if not options.allowed_task_modules:
         raise UsageError(
             "--allowed-task-modules is required: the task module prefixes this worker may "
             f"import, e.g. myapp.tasks. ('*' allows any; or set ${ALLOWED_ENV})"
         )
-    queues = _csv(args.queues)
-    if not queues:
+    if not options.queues:
         raise UsageError("--queues must name at least one queue")
+    return options
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run ``reproq worker`` until signalled."""
+    from reproq.worker import Worker
+
+    options = options_from_args(args)
     dsn = dsn_from_args(args)
-    options = WorkerOptions(
-        queues=tuple(queues),
-        concurrency=args.concurrency,
-        worker_id=args.worker_id or default_worker_id(),
-        executor=args.executor,
-        executor_options=executor_options(args),
-        allowed_task_modules=tuple(allowed),
-        lease_seconds=args.lease_seconds,
-        heartbeat_seconds=args.heartbeat_seconds,
-        reclaim_interval_seconds=args.reclaim_interval_seconds,
-        priority_aging_factor=args.priority_aging_factor,
-        shutdown_timeout=args.shutdown_timeout,
-        poll_interval=args.poll_interval,
-        logs_dir=args.logs_dir,
-        max_payload_bytes=args.max_payload_bytes,
-        max_output_bytes=args.max_output_bytes,
-    )
     # Tasks that enqueue more work through the default client reach this database.
     os.environ["REPROQ_DSN"] = dsn
     worker = Worker(dsn, options)

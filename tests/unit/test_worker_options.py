@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from reproq.cli import build_parser, main
-from reproq.cli.worker import executor_options
-from reproq.errors import ConfigError
+from reproq.cli.worker import options_from_args
+from reproq.errors import ConfigError, UsageError
 from reproq.worker import WorkerOptions, default_worker_id
 
 
@@ -74,15 +75,48 @@ def test_cli_durations_accept_units() -> None:
     assert (args.lease_seconds, args.shutdown_timeout, args.heartbeat_seconds) == (300, 30, 90)
 
 
+def _executor_options(*argv: str) -> dict[str, object]:
+    return dict(options_from_args(_args("--allowed-task-modules", "app.", *argv)).executor_options)
+
+
 def test_executor_flags_become_executor_options() -> None:
-    assert executor_options(_args()) == {}
-    mock = executor_options(_args("--executor", "mock", "--mock-duration", "0.1-0.2"))
+    assert _executor_options() == {}
+    mock = _executor_options("--executor", "mock", "--mock-duration", "0.1-0.2")
     assert mock == {"duration": "0.1-0.2", "failure_rate": 0.0}
-    sub = executor_options(
-        _args("--executor", "subprocess", "--python", "/venv/bin/python", "--executor-module", "m")
+    sub = _executor_options(
+        "--executor", "subprocess", "--python", "/venv/bin/python", "--executor-module", "m"
     )
     assert sub["python"] == "/venv/bin/python" and sub["module"] == "m"
-    proc = executor_options(
-        _args("--executor", "process", "--concurrency", "3", "--max-tasks-per-child", "50")
+    proc = _executor_options(
+        "--executor", "process", "--concurrency", "3", "--max-tasks-per-child", "50"
     )
     assert proc["processes"] == 3 and proc["max_tasks_per_child"] == 50
+
+
+def test_a_config_pool_gives_the_worker_its_settings_and_flags_override_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REPROQ_CONFIG", raising=False)
+    config = tmp_path / "w.toml"
+    config.write_text(
+        '[database]\ndsn = "postgresql://nowhere/db"\n'
+        '[worker]\nworker_id = "box"\nallowed_task_modules = ["app.tasks."]\nlease_seconds = 45\n'
+        '[[pools]]\nname = "a"\nqueues = ["q1"]\nconcurrency = 3\n'
+        '[[pools]]\nname = "b"\nqueues = ["q2", "q3"]\nconcurrency = 7\ntimeout_seconds = 9\n'
+    )
+    first = options_from_args(_args("--config", str(config)))
+    assert (first.queues, first.concurrency, first.lease_seconds) == (("q1",), 3, 120)
+    assert first.allowed_task_modules == ("app.tasks.",)
+    assert first.worker_id == "box-a"
+    second = options_from_args(
+        _args("--config", str(config), "--pool", "b", "--concurrency", "2", "--worker-id", "w9")
+    )
+    assert (second.queues, second.concurrency, second.worker_id) == (("q2", "q3"), 2, "w9")
+    assert second.max_timeout_seconds == 9
+
+
+def test_an_unknown_pool_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text('[worker]\nallowed_task_modules = ["app."]\n')
+    with pytest.raises(UsageError, match=r"--pool nope: .* has no such pool"):
+        options_from_args(_args("--config", str(config), "--pool", "nope"))
