@@ -100,7 +100,7 @@ def test_a_config_pool_gives_the_worker_its_settings_and_flags_override_it(
     config = tmp_path / "w.toml"
     config.write_text(
         '[database]\ndsn = "postgresql://nowhere/db"\n'
-        '[worker]\nworker_id = "box"\nallowed_task_modules = ["app.tasks."]\nlease_seconds = 45\n'
+        '[worker]\nworker_id = "box"\nallowed_task_modules = ["app.tasks."]\nlease_seconds = 120\n'
         '[[pools]]\nname = "a"\nqueues = ["q1"]\nconcurrency = 3\n'
         '[[pools]]\nname = "b"\nqueues = ["q2", "q3"]\nconcurrency = 7\ntimeout_seconds = 9\n'
     )
