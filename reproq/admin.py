@@ -43,7 +43,7 @@ from reproq.errors import (
 from reproq.models import TaskStatus
 from reproq.observe import RateLimit, glob_to_like
 from reproq.queries import q
-from reproq.spec import build_spec, canonical_json, parse_spec
+from reproq.spec import canonical_json, parse_spec
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -598,7 +598,7 @@ def run_schedule_now(conn: Conn, name: str) -> int:
     now, so it never collides with a scheduled fire time. The schedule's own
     ``last_run_at`` / ``next_run_at`` are left alone.
     """
-    from reproq.beat import decode_payload
+    from reproq.beat import periodic_task
 
     now = dt.datetime.now(dt.UTC)
     with translate_errors():
@@ -606,19 +606,7 @@ def run_schedule_now(conn: Conn, name: str) -> int:
         if row is None:
             raise NotFound(f"no schedule named {name!r}")
         try:
-            args, kwargs = decode_payload(row["payload_json"])
-            spec = build_spec(
-                row["task_path"],
-                args,
-                kwargs,
-                queue_name=row["queue_name"],
-                priority=int(row["priority"]),
-                concurrency_key=row["concurrency_key"],
-                concurrency_limit=int(row["concurrency_limit"] or 0),
-                max_attempts=int(row["max_attempts"]),
-                extra={"periodic_name": name, "scheduled_at": now.isoformat()},
-            )
+            task = periodic_task(row, now, metadata={"periodic_name": name, "manual_run": True})
         except InvalidSpec as exc:
             raise InvalidSpec(f"schedule {name!r}: {exc}") from None
-        task = NewTask.from_spec(spec, metadata={"periodic_name": name, "manual_run": True})
         return insert_task(conn, task)

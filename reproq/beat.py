@@ -339,7 +339,7 @@ class Beat:
                 policy,
             )
         try:
-            tasks = [_task_for(row, at) for at in plan.fire_times]
+            tasks = [periodic_task(row, at) for at in plan.fire_times]
         except (InvalidSpec, PayloadTooLarge) as exc:
             # The row itself is broken: move on rather than fail the same way every tick.
             logger.error(
@@ -431,7 +431,9 @@ def decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
     return [], dict(payload)
 
 
-def _task_for(row: Mapping[str, Any], scheduled_at: datetime) -> NewTask:
+def periodic_task(
+    row: Mapping[str, Any], scheduled_at: datetime, *, metadata: Mapping[str, Any] | None = None
+) -> NewTask:
     """The task run for one fire time of a ``periodic_tasks`` row."""
     args, kwargs = decode_payload(row["payload_json"])
     spec = build_spec(
@@ -445,7 +447,7 @@ def _task_for(row: Mapping[str, Any], scheduled_at: datetime) -> NewTask:
         max_attempts=int(row["max_attempts"]),
         extra={"periodic_name": row["name"], "scheduled_at": scheduled_at.isoformat()},
     )
-    return NewTask.from_spec(spec)
+    return NewTask.from_spec(spec, metadata=metadata)
 
 
 def _policy(value: Any, name: str) -> MisfirePolicy:
