@@ -8,16 +8,24 @@ Allow them with ``--allowed-task-modules reproq.demo.``::
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import Any
 
-from reproq.context import raise_if_cancelled
+from reproq.context import current_task, raise_if_cancelled
 from reproq.task import task
 
 __all__ = ["add", "fail", "fan_out", "flaky", "noop", "sleep"]
 
 _SLICE = 0.05  # seconds between cancellation checks while sleeping
+
+log = logging.getLogger("reproq.demo")
+
+
+def _which() -> str:
+    ctx = current_task()
+    return f"task {ctx.result_id} attempt {ctx.attempt}" if ctx else "direct call"
 
 
 @task
@@ -31,6 +39,7 @@ def noop(*args: Any, **kwargs: Any) -> None:
 @task
 def add(a: float, b: float) -> float:
     """Return ``a + b``."""
+    log.info("add(%s, %s) = %s (%s)", a, b, a + b, _which())
     return a + b
 
 
@@ -50,7 +59,9 @@ def sleep(seconds: float = 1.0) -> float:
 def flaky(fail_rate: float = 0.3) -> str:
     """Fail with probability ``fail_rate`` (retried with backoff), else return ``"ok"``."""
     if random.random() < fail_rate:
+        log.info("flaky: failing on purpose (%s); it will be retried", _which())
         raise RuntimeError(f"flaky task failed on purpose (fail_rate={fail_rate})")
+    log.info("flaky: ok (%s)", _which())
     return "ok"
 
 
@@ -63,4 +74,6 @@ def fail(message: str = "failed on purpose") -> None:
 @task
 def fan_out(n: int = 5) -> list[int]:
     """Enqueue ``n`` :func:`add` tasks with the default client; returns their ids."""
-    return [add.enqueue(i, i) for i in range(n)]
+    ids = [add.enqueue(i, i) for i in range(n)]
+    log.info("fan_out: enqueued %d add tasks %s (%s)", n, ids, _which())
+    return ids
