@@ -33,6 +33,10 @@ SELECT coalesce(max(result_id), 0) AS result_id FROM task_runs;
 -- name: stress_now
 SELECT clock_timestamp() AS now;
 
+-- name: stress_cancelled_attempts
+-- Read in the cancel's own transaction, under its row lock.
+SELECT attempts, clock_timestamp() AS now FROM task_runs WHERE result_id = %(result_id)s;
+
 -- name: stress_status_counts
 SELECT status, count(*) AS n FROM task_runs WHERE result_id > %(first_id)s GROUP BY status;
 

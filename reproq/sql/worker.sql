@@ -477,9 +477,10 @@ RETURNING t.result_id;
 -- name: worker_reclaim
 -- RUNNING rows whose lease expired (their worker died or lost the database): back to
 -- READY, the attempt stays counted and a lease_expiry entry records it; FAILED when the
--- attempts are used up. Any worker may run it; SKIP LOCKED keeps them out of each other's way.
--- %(held)s are attempts the reclaiming worker itself is still running (its heartbeat
--- will renew them): never reclaimed from under it.
+-- attempts are used up, or at once (kind cancelled) when a cancel was requested: a row an
+-- operator cancelled is never handed out again. Any worker may run it; SKIP LOCKED keeps
+-- them out of each other's way. %(held)s are attempts the reclaiming worker itself is
+-- still running (its heartbeat will renew them): never reclaimed from under it.
 WITH expired AS (
     SELECT t.result_id
     FROM task_runs t
@@ -487,26 +488,35 @@ WITH expired AS (
       AND NOT (t.result_id = ANY(%(held)s::bigint[]))
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+decided AS (
+    SELECT t.result_id, (t.cancel_requested OR t.attempts >= t.max_attempts) AS final,
+           CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'lease_expiry' END AS kind,
+           CASE WHEN t.cancel_requested
+                THEN 'cancelled: its worker stopped answering before it could stop the task'
+                ELSE 'lease of ' || coalesce(t.leased_by, 'an unknown worker') || ' expired'
+                     || coalesce(' at ' || t.leased_until::text, '')
+           END AS message
+    FROM task_runs t JOIN expired e ON e.result_id = t.result_id
 )
 UPDATE task_runs t SET
-    status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'READY' END,
+    status = CASE WHEN d.final THEN 'FAILED' ELSE 'READY' END,
     errors_json = coalesce(t.errors_json, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
-        'kind', 'lease_expiry',
-        'message', 'lease of ' || coalesce(t.leased_by, 'an unknown worker') || ' expired'
-                   || coalesce(' at ' || t.leased_until::text, ''),
+        'kind', d.kind,
+        'message', d.message,
         'exception_class', NULL,
         'traceback', NULL,
         'attempt', t.attempts,
         'at', now(),
         'worker_id', t.leased_by)),
-    last_error = 'lease of ' || coalesce(t.leased_by, 'an unknown worker') || ' expired',
-    failed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE t.failed_at END,
-    finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE t.finished_at END,
+    last_error = left(d.message, 1024),
+    failed_at = CASE WHEN d.final THEN now() ELSE t.failed_at END,
+    finished_at = CASE WHEN d.final THEN now() ELSE t.finished_at END,
     leased_by = NULL,
     leased_until = NULL,
     updated_at = now()
-FROM expired e
-WHERE t.result_id = e.result_id
+FROM decided d
+WHERE t.result_id = d.result_id
 RETURNING t.result_id, t.status, t.workflow_id;
 
 -- name: worker_release_children

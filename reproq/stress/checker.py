@@ -63,7 +63,10 @@ INVARIANTS: Mapping[str, str] = {
         "after every member succeeded; a failed parent or member fails what waits on it"
     ),
     "schedule_fires_once": "each (schedule, fire time) was enqueued at most once",
-    "cancel_final": "a cancelled task never starts again and ends in a terminal state",
+    "cancel_final": (
+        "no new attempt of a cancelled task starts after the cancel, and it ends in a "
+        "terminal state"
+    ),
     "nothing_left_running": "no task is RUNNING after the workers shut down",
     "workload_executed": (
         "the ledger recorded executions of the workload (a run that executed nothing "
@@ -558,7 +561,13 @@ def _cancel_final(run: _Run) -> InvariantResult:
         task = run.tasks.get(result_id)
         if task is None:
             continue
-        late = [e for e in run.executions.get(result_id, []) if e.started_at > requested_at]
+        known = run.facts.cancel_attempts.get(result_id)
+        if known is not None:
+            # The attempt claimed before a cancel of a RUNNING row may still start; it is
+            # stopped within a heartbeat. Only a later attempt breaks the promise.
+            late = [e for e in run.executions.get(result_id, []) if e.attempt > known]
+        else:
+            late = [e for e in run.executions.get(result_id, []) if e.started_at > requested_at]
         if late:
             found.add(
                 f"{_label(task)}: attempt {late[0].attempt} started at "

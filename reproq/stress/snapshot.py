@@ -108,6 +108,10 @@ class RunFacts:
     """Every result_id the harness was told it enqueued (workflow rows included)."""
     cancel_requests: Mapping[int, dt.datetime] = field(default_factory=dict)
     """result_id → when the harness's cancel call returned (database time)."""
+    cancel_attempts: Mapping[int, int] = field(default_factory=dict)
+    """result_id → ``attempts`` of the row when it was cancelled (read under the same row
+    lock). A RUNNING row's current attempt may still begin executing after the cancel (it
+    was claimed before, and is stopped within a heartbeat); no later attempt may."""
     process_exits: Mapping[int, dt.datetime] = field(default_factory=dict)
     """Worker pid → when the harness saw the process gone (ends unfinished executions)."""
     quiesced_at: dt.datetime | None = None

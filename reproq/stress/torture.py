@@ -146,6 +146,7 @@ class _State:
     by_kind: dict[str, int] = field(default_factory=dict)
     enqueue_errors: int = 0
     cancels: dict[int, dt.datetime] = field(default_factory=dict)
+    cancel_attempts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -447,12 +448,16 @@ class _Torture:
                     return
                 target = self.rng.choice(candidates)
                 try:
-                    admin.cancel(conn, target)
+                    with conn.transaction():
+                        admin.cancel(conn, target)
+                        row = conn.execute(
+                            q("stress_cancelled_attempts"), {"result_id": target}
+                        ).fetchone()
                 except (ActionNotAllowed, TaskNotFound):
                     return  # finished in the meantime
-                row = conn.execute(q("stress_now")).fetchone()
                 if row is not None:
                     self.state.cancels[target] = row["now"]
+                    self.state.cancel_attempts[target] = int(row["attempts"])
         except DatabaseError as exc:
             logger.debug("cancel failed: %s", exc)
 
@@ -541,6 +546,7 @@ class _Torture:
             facts = RunFacts(
                 enqueued_ids=frozenset(self.state.enqueued_ids),
                 cancel_requests=dict(self.state.cancels),
+                cancel_attempts=dict(self.state.cancel_attempts),
                 process_exits=fleet.process_exits(),
                 quiesced_at=quiesced,
                 checked_at=checked_at,

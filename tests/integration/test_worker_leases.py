@@ -142,6 +142,22 @@ def test_an_expired_lease_on_the_last_attempt_fails_the_run(conn: Conn) -> None:
     assert "expired" in after["last_error"]
 
 
+def test_a_cancel_requested_run_whose_worker_died_fails_instead_of_running_again(
+    conn: Conn,
+) -> None:
+    rid = enqueue(conn, "add", 1, 1, max_attempts=3)
+    Claimer(worker_id="dead", queues=["default"], lease_seconds=60, priority_aging_factor=0).claim(
+        conn, 1
+    )
+    conn.execute("UPDATE task_runs SET cancel_requested = true WHERE result_id = %s", (rid,))
+    _expire(conn, rid)
+    assert reclaim_expired(conn, worker_id="reaper").failed == (rid,)
+    after = row(conn, rid)
+    assert after["status"] == "FAILED" and after["attempts"] == 1
+    (entry,) = errors(conn, rid)
+    assert entry["kind"] == "cancelled"
+
+
 def test_live_leases_are_not_reclaimed(conn: Conn) -> None:
     rid = enqueue(conn, "add", 1, 1)
     Claimer(worker_id="alive", queues=["default"], lease_seconds=60, priority_aging_factor=0).claim(

@@ -478,6 +478,28 @@ def test_a_task_started_after_its_cancel_is_caught() -> None:
     assert failing(snapshot([cancelled], execs, cancel_requests={1: at(5)})) == {"cancel_final"}
 
 
+def test_the_running_attempt_may_start_after_a_cancel_but_no_later_one() -> None:
+    cancelled = task(
+        1,
+        status="FAILED",
+        kind="cancellable",
+        attempts=2,
+        worker_ids=("w1", "w2"),
+        return_token=None,
+        errors=(
+            AttemptError(kind="lease_expiry", attempt=1),
+            AttemptError(kind="cancelled", attempt=2),
+        ),
+    )
+    # Cancelled while attempt 2 was claimed (RUNNING); it began executing just after.
+    claimed_then_cancelled = [run(1, 2, start=6, end=7, outcome="cancelled")]
+    facts = {"cancel_requests": {1: at(5)}, "cancel_attempts": {1: 2}}
+    assert failing(snapshot([cancelled], claimed_then_cancelled, **facts)) == set()
+    # A third attempt after the cancel is a violation, whatever the clocks say.
+    relaunched = [*claimed_then_cancelled, run(1, 3, start=8, end=9, outcome="cancelled")]
+    assert "cancel_final" in failing(snapshot([cancelled], relaunched, **facts))
+
+
 def test_violations_beyond_the_limit_are_counted_not_listed() -> None:
     tasks = [task(i, status="RUNNING", return_token=None) for i in range(1, 31)]
     out = results(snapshot(tasks, []))["nothing_left_running"]
