@@ -109,8 +109,18 @@ def renew(
     return Renewal(renewed=frozenset(renewed), cancel_requested=frozenset(cancel))
 
 
-def give_back(conn: Conn, worker_id: str, leases: Sequence[Held]) -> set[int]:
-    """Return unfinished attempts to READY without charging them; the ids given back."""
+def give_back(
+    conn: Conn,
+    worker_id: str,
+    leases: Sequence[Held],
+    *,
+    holds: Sequence[float] | None = None,
+) -> set[int]:
+    """Return unfinished attempts to READY without charging them; the ids given back.
+
+    ``holds`` (seconds, one per lease) keeps a run from being claimed again for a while:
+    for attempts still executing in a thread that cannot be killed.
+    """
     if not leases:
         return set()
     cur = conn.cursor(row_factory=tuple_row)
@@ -119,6 +129,7 @@ def give_back(conn: Conn, worker_id: str, leases: Sequence[Held]) -> set[int]:
         {
             "ids": [lease.result_id for lease in leases],
             "attempts": [lease.attempt for lease in leases],
+            "holds": list(holds) if holds is not None else [0.0] * len(leases),
             "worker_id": worker_id,
         },
     )

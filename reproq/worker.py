@@ -84,6 +84,11 @@ _STOP_GRACE_SECONDS = 2.0
 _FINAL_FLUSH_SECONDS = 15.0
 """How long a stopping worker keeps trying to reach the database to record what it has."""
 
+_ABANDONED_HOLD = 10.0
+"""An attempt still executing when the worker gives up on it (a thread cannot be killed)
+is given back claimable only after this long: time for this process to exit, so the run
+never executes twice at once."""
+
 _DB_BACKOFF_MIN = 0.2
 _DB_BACKOFF_MAX = 5.0
 _MAX_WAIT = 1.0  # the control loop never sleeps longer, whatever the timers say
@@ -611,7 +616,12 @@ class Worker:
                 if wake_queues:
                     conn.execute(q("worker_notify"), {"queues": sorted(wake_queues)})
                 if giveback:
-                    returned = give_back(conn, self.worker_id, [a.lease for a in giveback])
+                    returned = give_back(
+                        conn,
+                        self.worker_id,
+                        [a.lease for a in giveback],
+                        holds=[_ABANDONED_HOLD if a.abandoned else 0.0 for a in giveback],
+                    )
                 if n:
                     claim_cur = self._claimer.send(conn, n)
             if finish_cur is not None:
@@ -881,9 +891,10 @@ class Worker:
             self._abandoned_any = True
             self._giveback.append(attempt)
             log.warning(
-                "task %s attempt %d did not stop; giving its lease back",
+                "task %s attempt %d did not stop; giving its lease back, claimable in %gs",
                 attempt.lease.result_id,
                 attempt.lease.attempt,
+                _ABANDONED_HOLD,
             )
 
     # -- slots -------------------------------------------------------------------------

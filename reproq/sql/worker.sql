@@ -460,14 +460,20 @@ WHERE t.result_id = u.result_id
 RETURNING t.result_id;
 
 -- name: worker_give_back
--- Unfinished attempts at shutdown: READY again at once, the attempt not charged.
+-- Unfinished attempts at shutdown: READY again, the attempt not charged. At once when the
+-- attempt has stopped; an attempt whose thread ignored the stop (a thread cannot be
+-- killed) is held back for %(holds)s seconds, the time its process needs to exit, so it
+-- never runs twice at once.
 UPDATE task_runs t SET
     status = 'READY',
     attempts = greatest(t.attempts - 1, 0),
+    run_after = CASE WHEN u.hold > 0 THEN now() + make_interval(secs => u.hold)
+                     ELSE t.run_after END,
     leased_by = NULL,
     leased_until = NULL,
     updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS u(result_id, attempt)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(holds)s::float8[])
+     AS u(result_id, attempt, hold)
 WHERE t.result_id = u.result_id
   AND t.attempts = u.attempt
   AND t.leased_by = %(worker_id)s

@@ -62,8 +62,16 @@ def test_long_tasks_are_stopped_at_the_timeout_and_their_leases_given_back(
         assert back["status"] == "READY", back
         assert back["attempts"] == 0  # not charged
         assert back["leased_by"] is None and back["leased_until"] is None
-        assert back["run_after"] is None  # claimable at once
         assert back["errors_json"] == []
+    assert row(conn, cooperative)["run_after"] is None  # stopped: claimable at once
+    # Still executing in a thread nobody can kill: held back until this process has had
+    # time to exit, so the run never executes twice at once.
+    held = conn.execute(
+        "SELECT run_after > now() + interval '5 seconds' AS later FROM task_runs "
+        "WHERE result_id = %s",
+        (stubborn,),
+    ).fetchone()
+    assert held == {"later": True}
     assert worker.stats().given_back == 2
     running = conn.execute("SELECT count(*) AS n FROM task_runs WHERE status = 'RUNNING'")
     assert running.fetchone() == {"n": 0}
