@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,51 +21,19 @@ from reproq.executors._common import TRUNCATION_MARKER
 from reproq.executors.base import TaskCall
 from reproq.executors.process import ChildStartError, ProcessExecutor
 from reproq.models import ErrorKind
+from tests.unit.executor_support import TASKS, Flag, alive, make_call
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = "tests.tasks.executors"
-
-
-class Flag:
-    """A CancelCheck the test can set, now or after a delay."""
-
-    def __init__(self, after: float | None = None) -> None:
-        self._event = threading.Event()
-        if after is not None:
-            timer = threading.Timer(after, self._event.set)
-            timer.daemon = True
-            timer.start()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
 
 
 def _call(task: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> TaskCall:
-    path = f"{TASKS}.{task}"
-    return TaskCall(
-        result_id=21,
-        attempt=1,
-        task_path=path,
-        args=list(args),
-        kwargs=kwargs,
-        spec={"v": 1, "task_path": path, "args": list(args), "kwargs": kwargs},
-        timeout_seconds=timeout,
-        deadline=time.monotonic() + timeout,
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return make_call(task, *args, result_id=21, timeout=timeout, **kwargs)
 
 
 def _wait_dead(pid: int, within: float = 5.0) -> bool:
     end = time.monotonic() + within
     while time.monotonic() < end:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -186,7 +153,7 @@ def test_a_task_ignoring_sigterm_is_killed_after_the_grace_period(make_executor:
     outcome = executor.run(_call("sleep_ignoring_term", 60, timeout=1.0), Flag())
     assert outcome.message == "timeout after 1s"
     assert time.monotonic() - started < 15
-    assert not _alive(outcome.extra["pid"])
+    assert not alive(outcome.extra["pid"])
 
 
 def test_sigterm_lets_the_task_clean_up_and_the_child_exit(
@@ -221,7 +188,7 @@ def test_a_child_dying_mid_task_is_an_infra_error_and_is_replaced(
     outcome = executor.run(_call(task, *args), Flag())
     assert outcome.error_kind is ErrorKind.INFRA_ERROR
     assert outcome.message == f"worker process died ({how})"
-    assert not _alive(outcome.extra["pid"])
+    assert not alive(outcome.extra["pid"])
     assert _pid(executor) != outcome.extra["pid"]
 
 
@@ -322,7 +289,7 @@ def test_shutdown_removes_the_capture_directories(make_executor: Any) -> None:
     assert (capture_dir / "stdout").exists()
     executor.shutdown(wait=True)
     assert not capture_dir.exists()
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_shutdown_without_waiting_leaves_no_process_behind(
@@ -339,7 +306,7 @@ def test_shutdown_without_waiting_leaves_no_process_behind(
         busy, grandchild = _read_pids(pid_file)
         executor.shutdown(wait=False)
         for pid in (idle, busy, grandchild):
-            assert not _alive(pid) or _wait_dead(pid, within=2.0), f"{pid} outlived shutdown"
+            assert not alive(pid) or _wait_dead(pid, within=2.0), f"{pid} outlived shutdown"
         outcome = future.result(timeout=10)
     assert outcome.error_kind is ErrorKind.INFRA_ERROR
     assert outcome.message == "stopped by executor shutdown (signal SIGKILL)"
@@ -355,7 +322,7 @@ def test_shutdown_with_wait_lets_the_running_task_finish(make_executor: Any) -> 
         executor.shutdown(wait=True)
         outcome = future.result(timeout=10)
     assert outcome.ok and outcome.return_value == 0.5
-    assert not _alive(outcome.extra["pid"])
+    assert not alive(outcome.extra["pid"])
 
 
 def test_children_die_when_the_worker_process_is_killed(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,37 +17,13 @@ from reproq.executors._common import TRUNCATION_MARKER
 from reproq.executors.base import TaskCall
 from reproq.executors.subprocess import SubprocessExecutor
 from reproq.models import ErrorKind
+from tests.unit.executor_support import TASKS, Flag, alive, make_call
 
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = "tests.tasks.executors"
-
-
-class Flag:
-    """A CancelCheck the test can set, now or after a delay."""
-
-    def __init__(self, after: float | None = None) -> None:
-        self._event = threading.Event()
-        if after is not None:
-            timer = threading.Timer(after, self._event.set)
-            timer.daemon = True
-            timer.start()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
 
 
 def _call(task: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> TaskCall:
-    path = f"{TASKS}.{task}"
-    return TaskCall(
-        result_id=11,
-        attempt=1,
-        task_path=path,
-        args=list(args),
-        kwargs=kwargs,
-        spec={"v": 1, "task_path": path, "args": list(args), "kwargs": kwargs},
-        timeout_seconds=timeout,
-        deadline=time.monotonic() + timeout,
-    )
+    return make_call(task, *args, result_id=11, timeout=timeout, **kwargs)
 
 
 def _executor(**options: Any) -> SubprocessExecutor:
@@ -58,18 +33,10 @@ def _executor(**options: Any) -> SubprocessExecutor:
     return SubprocessExecutor(**options)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _wait_dead(pid: int, within: float = 5.0) -> bool:
     end = time.monotonic() + within
     while time.monotonic() < end:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -264,7 +231,7 @@ def test_shutdown_without_waiting_kills_running_attempts(tmp_path: Path) -> None
         pids = _read_pids(pid_file)
         executor.shutdown(wait=False)
         for pid in pids:
-            assert not _alive(pid) or _wait_dead(pid, within=1.0)
+            assert not alive(pid) or _wait_dead(pid, within=1.0)
         outcome = future.result(timeout=10)
     assert outcome.error_kind is ErrorKind.INFRA_ERROR
     assert outcome.message == "stopped by executor shutdown"
