@@ -1,10 +1,11 @@
 """Claiming: turning due READY rows into RUNNING attempts leased to one worker.
 
-One statement (``worker_claim``, or its lean twin ``worker_claim_plain`` while no keyed
-rows or rate limits are about) takes up to the number of free slots, SKIP LOCKED, across
+One statement (``worker_claim``, or the lean ``worker_sync`` while no keyed rows or rate
+limits are about) takes up to the number of free slots, SKIP LOCKED, across
 the worker's queues (interleaved so none starves another), honouring paused queues,
 ``run_after``, priority with aging, FIFO within a priority, rate limits, ``lock_key`` and
-concurrency limits. The common case (rows without keys) is that single statement.
+concurrency limits. The common case (rows without keys) is that single statement, which
+also records the attempts that ended since the last claim (see :mod:`reproq.completion`).
 
 Rows with a ``lock_key`` or a ``concurrency_key`` are claimed only on the *keyed path*:
 in a transaction, first take transaction-scoped advisory locks on their keys
@@ -38,9 +39,12 @@ FULL_CLAIM_SECONDS = 10.0
 """After keyed rows or rate limits were seen, how long claims use the full statement."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: one is built per claimed row, and frozen costs
 class ClaimedRow:
-    """One row this worker now holds a lease on (``attempt`` is the fencing token)."""
+    """One row this worker now holds a lease on (``attempt`` is the fencing token).
+
+    Read-only by convention.
+    """
 
     result_id: int
     attempt: int
@@ -64,6 +68,7 @@ class ClaimResult:
     lock_keys: tuple[str, ...] = ()  # the keys of deferred rows
     conc_keys: tuple[str, ...] = ()
     escalate: bool = False  # the lean claim stood back: keyed rows or rate limits in play
+    finished: frozenset[int] = frozenset()  # ended attempts recorded by the same statement
 
     @property
     def incomplete(self) -> bool:
@@ -97,22 +102,34 @@ class Claimer:
             return ClaimResult(rows=[])
         return self.complete(conn, self.read(self.send(conn, n)), n)
 
-    def send(self, conn: Conn, n: int) -> Cursor[tuple[Any, ...]]:
+    @property
+    def lean(self) -> bool:
+        """Whether the next :meth:`send` is the lean ``worker_sync``, which can also record."""
+        return time.monotonic() >= self._full_until
+
+    def send(self, conn: Conn, n: int, done: str = "{}") -> Cursor[tuple[Any, ...]]:
         """Send a claim for up to ``n`` rows without reading it (see :meth:`read`).
 
         Split so a caller in pipeline mode can send it together with other statements
-        and the COMMIT, in a single round trip. It is the lean ``worker_claim_plain``
-        unless keyed rows or rate limits were seen recently.
+        and the COMMIT, in a single round trip. It is the lean ``worker_sync``, which also
+        records ``done`` (ended attempts, :func:`reproq.completion.encode`), unless keyed
+        rows or rate limits were seen recently: then ``worker_claim``, and ``done`` must be
+        empty (record it with :func:`reproq.completion.send`).
         """
-        lean = time.monotonic() >= self._full_until
-        sql = q("worker_claim_plain") if lean else q("worker_claim")
         cur = conn.cursor(row_factory=tuple_row)
-        cur.execute(sql, self._params(self._rotated(), n, [], []), prepare=True)
+        if self.lean:
+            params = self._params(self._rotated(), n, [], [])
+            params["rows"] = done
+            cur.execute(q("worker_sync"), params, prepare=True)
+        else:
+            if done != "{}":
+                raise ValueError("the full claim records nothing: send the outcomes first")
+            cur.execute(q("worker_claim"), self._params(self._rotated(), n, [], []), prepare=True)
         return cur
 
     def read(self, cur: Cursor[tuple[Any, ...]]) -> ClaimResult:
         """The rows a sent claim took, and what is left for :meth:`complete`."""
-        rows, limited, lock_keys, conc_keys, escalate = self._read(cur)
+        rows, limited, lock_keys, conc_keys, escalate, finished = self._read(cur)
         return ClaimResult(
             rows=rows,
             limited=limited,
@@ -120,6 +137,7 @@ class Claimer:
             lock_keys=tuple(lock_keys),
             conc_keys=tuple(conc_keys),
             escalate=escalate,
+            finished=frozenset(finished),
         )
 
     def complete(self, conn: Conn, first: ClaimResult, n: int) -> ClaimResult:
@@ -134,13 +152,14 @@ class Claimer:
             self._full_until = time.monotonic() + FULL_CLAIM_SECONDS
             cur = conn.cursor(row_factory=tuple_row)
             cur.execute(q("worker_claim"), self._params(self.queues, n, [], []), prepare=True)
-            rows, limited, lock_keys, conc_keys, _ = self._read(cur)
+            rows, limited, lock_keys, conc_keys, _, _ = self._read(cur)
             first = ClaimResult(
                 rows=first.rows + rows,
                 limited=limited,
                 deferred=bool(lock_keys or conc_keys),
                 lock_keys=tuple(lock_keys),
                 conc_keys=tuple(conc_keys),
+                finished=first.finished,
             )
         room = n - len(first.rows)
         if not first.deferred or room <= 0:
@@ -157,13 +176,13 @@ class Claimer:
                     self._params(self.queues, room, held_lock, held_conc),
                     prepare=True,
                 )
-                more, limited2, left_lock, left_conc, _ = self._read(cur)
+                more, limited2, left_lock, left_conc, _, _ = self._read(cur)
                 rows.extend(more)
                 limited = limited or limited2
                 deferred = bool(left_lock or left_conc) or (
                     len(held_lock) < len(first.lock_keys) or len(held_conc) < len(first.conc_keys)
                 )
-        return ClaimResult(rows=rows, limited=limited, deferred=deferred)
+        return ClaimResult(rows=rows, limited=limited, deferred=deferred, finished=first.finished)
 
     def _rotated(self) -> list[str]:
         """The queue list starting one further each claim: the round-robin tie-break."""
@@ -191,8 +210,9 @@ class Claimer:
     @staticmethod
     def _read(
         cur: Cursor[tuple[Any, ...]],
-    ) -> tuple[list[ClaimedRow], bool, list[str], list[str], bool]:
+    ) -> tuple[list[ClaimedRow], bool, list[str], list[str], bool, list[int]]:
         claimed: list[ClaimedRow] = []
+        finished: list[int] = []
         limited = escalate = False
         want_lock: list[str] = []
         want_conc: list[str] = []
@@ -210,7 +230,7 @@ class Claimer:
             keyed,
             lk,
             ck,
-        ) in cur:
+        ) in cur.fetchall():
             if kind == "claimed":
                 claimed.append(
                     ClaimedRow(
@@ -226,6 +246,8 @@ class Claimer:
                         keyed=keyed,
                     )
                 )
+            elif kind == "finished":
+                finished.append(rid)
             elif kind == "deferred":
                 if lk is not None and lk not in want_lock:
                     want_lock.append(lk)
@@ -235,7 +257,7 @@ class Claimer:
                 limited = True
             else:
                 escalate = True
-        return claimed, limited, want_lock, want_conc, escalate
+        return claimed, limited, want_lock, want_conc, escalate, finished
 
     def _lock(
         self, conn: Conn, lock_keys: list[str], conc_keys: list[str]

@@ -1,15 +1,17 @@
 """Recording ended attempts: one fenced UPDATE for a whole batch, workflow effects included.
 
 Each :class:`Completion` says how one attempt ended: SUCCESSFUL with its return value,
-READY again after a delay (a retry), or FAILED for good. :func:`flush` writes a batch with
-a single ``worker_finish`` statement, fenced per row on (``leased_by``, ``attempts``,
-``status = RUNNING``): an attempt whose lease is gone (reclaimed, or claimed anew by a
-restarted worker with the same id) is silently not applied. Workflow effects of the rows
-that ended run in the same transaction.
+READY again after a delay (a retry), or FAILED for good. A batch is written by the
+``worker_sync`` statement (the worker's claim rides along in the same statement; here it
+claims nothing), fenced per row on (``leased_by``, ``attempts``, ``status = RUNNING``): an
+attempt whose lease is gone (reclaimed, or claimed anew by a restarted worker with the same
+id) is silently not applied. Workflow effects of the rows that ended run in the same
+transaction.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,12 +25,22 @@ from reproq.models import TaskStatus
 from reproq.queries import q
 from reproq.workflow_progress import Ended, advance
 
-__all__ = ["Completion", "applied_ids", "flush", "needs_transaction", "send"]
+__all__ = ["Completion", "applied_ids", "encode", "flush", "needs_transaction", "send"]
+
+_RECORD_ONLY: dict[str, Any] = {
+    "queues": [],
+    "n": 0,
+    "scan": 0,
+    "aging": 0.0,
+    "max_levels": 0,
+    "lease_seconds": 0.0,
+}
+"""The claim parameters of ``worker_sync`` when it is only to record."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: one is built per attempt, and frozen costs
 class Completion:
-    """How one attempt ended, ready to be written."""
+    """How one attempt ended, ready to be written (read-only by convention)."""
 
     result_id: int
     attempt: int
@@ -63,47 +75,48 @@ def needs_transaction(completions: Sequence[Completion]) -> bool:
 
 
 def send(conn: Conn, worker_id: str, completions: Sequence[Completion]) -> Cursor[tuple[Any, ...]]:
-    """Send the ``worker_finish`` statement without reading it (for pipelined callers).
+    """Send the recording statement without reading it (for pipelined callers).
 
     Only for batches without workflow effects (see :func:`needs_transaction`); read the
     applied ids with :func:`applied_ids`.
     """
     cur = conn.cursor(row_factory=tuple_row)
-    if all(c.status is TaskStatus.SUCCESSFUL for c in completions):
-        params = {
-            "ids": [c.result_id for c in completions],
-            "attempts": [c.attempt for c in completions],
-            "returns": [c.return_json for c in completions],
-            "logs": [c.logs_uri for c in completions],
-            "worker_id": worker_id,
-        }
-        cur.execute(q("worker_finish_successes"), params, prepare=True)
-    else:
-        cur.execute(q("worker_finish"), _params(worker_id, completions), prepare=True)
+    params = {**_RECORD_ONLY, "rows": encode(completions), "worker_id": worker_id}
+    cur.execute(q("worker_sync"), params, prepare=True)
     return cur
 
 
 def applied_ids(cur: Cursor[tuple[Any, ...]]) -> set[int]:
-    """The ids a sent ``worker_finish`` applied."""
-    return {row[0] for row in cur}
+    """The ids a sent recording applied (rows of kind ``finished``)."""
+    return {row[1] for row in cur.fetchall() if row[0] == "finished"}
+
+
+def encode(completions: Sequence[Completion]) -> str:
+    """The ``%(rows)s`` JSON object of ``worker_sync``: each outcome keyed by result id.
+
+    Written directly as text: the return value and the error entry already are JSON, and
+    building the object this way costs a fraction of decoding and re-encoding them.
+    """
+    return "{" + ",".join([_entry(c) for c in completions]) + "}"
+
+
+def _entry(c: Completion) -> str:
+    text = f'"{c.result_id}":{{"a":{c.attempt},"s":"{c.status}"'
+    if c.return_json is not None:
+        text += f',"r":{c.return_json}'
+    if c.error_json is not None:
+        text += f',"e":{c.error_json}'
+    if c.status is TaskStatus.READY:
+        text += f',"d":{float(c.delay_seconds)!r}'
+    if c.last_error is not None:
+        text += f',"m":{json.dumps(c.last_error)}'
+    if c.logs_uri is not None:
+        text += f',"l":{json.dumps(c.logs_uri)}'
+    return text + "}"
 
 
 def _finish(conn: Conn, worker_id: str, completions: Sequence[Completion]) -> set[int]:
     return applied_ids(send(conn, worker_id, completions))
-
-
-def _params(worker_id: str, completions: Sequence[Completion]) -> dict[str, Any]:
-    return {
-        "ids": [c.result_id for c in completions],
-        "attempts": [c.attempt for c in completions],
-        "statuses": [str(c.status) for c in completions],
-        "returns": [c.return_json for c in completions],
-        "errors": [c.error_json for c in completions],
-        "delays": [c.delay_seconds for c in completions],
-        "last_errors": [c.last_error for c in completions],
-        "logs": [c.logs_uri for c in completions],
-        "worker_id": worker_id,
-    }
 
 
 def _workflows(

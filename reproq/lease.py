@@ -95,8 +95,7 @@ def renew(
 ) -> Renewal:
     """Extend every lease still held and mark the worker seen, in one statement."""
     params = record.params()
-    params["ids"] = [lease.result_id for lease in leases]
-    params["attempts"] = [lease.attempt for lease in leases]
+    params["leases"] = "{" + ",".join([f'"{h.result_id}":{h.attempt}' for h in leases]) + "}"
     params["lease_seconds"] = float(lease_seconds)
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(q("worker_heartbeat"), params, prepare=True)
@@ -123,14 +122,14 @@ def give_back(
     """
     if not leases:
         return set()
+    hold_list = list(holds) if holds is not None else [0.0] * len(leases)
+    entries = [
+        f'"{h.result_id}":{{"a":{h.attempt},"h":{float(hold)!r}}}'
+        for h, hold in zip(leases, hold_list, strict=True)
+    ]
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
         q("worker_give_back"),
-        {
-            "ids": [lease.result_id for lease in leases],
-            "attempts": [lease.attempt for lease in leases],
-            "holds": list(holds) if holds is not None else [0.0] * len(leases),
-            "worker_id": worker_id,
-        },
+        {"leases": "{" + ",".join(entries) + "}", "worker_id": worker_id},
     )
     return {row[0] for row in cur}

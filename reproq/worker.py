@@ -589,8 +589,9 @@ class Worker:
     def _sync(self, n: int) -> bool:
         """Record what ended, give back what must be, and claim up to ``n`` rows.
 
-        The common case is one round trip and one commit: the completions, the claim and
-        the COMMIT go out together in pipeline mode. Returns True when another round
+        The common case is one statement, and so one round trip and one commit: the lean
+        claim records the completions too. Otherwise the statements and the COMMIT go out
+        together in pipeline mode, still one round trip. Returns True when another round
         should follow at once (a full batch came back).
         """
         pending, self._pending = self._pending, []
@@ -606,28 +607,38 @@ class Worker:
         first: ClaimResult | None = None
         try:
             conn = self._db()
-            finish_cur = claim_cur = None
-            with conn.pipeline(), conn.transaction():
-                if pending:
-                    if completion.needs_transaction(pending):
-                        applied = completion.flush(conn, self.worker_id, pending)
-                    else:
-                        finish_cur = completion.send(conn, self.worker_id, pending)
-                if wake_queues:
-                    conn.execute(q("worker_notify"), {"queues": sorted(wake_queues)})
-                if giveback:
-                    returned = give_back(
-                        conn,
-                        self.worker_id,
-                        [a.lease for a in giveback],
-                        holds=[_ABANDONED_HOLD if a.abandoned else 0.0 for a in giveback],
-                    )
-                if n:
-                    claim_cur = self._claimer.send(conn, n)
-            if finish_cur is not None:
-                applied = completion.applied_ids(finish_cur)
-            if claim_cur is not None:
-                first = self._claimer.read(claim_cur)
+            claimer = self._claimer
+            if (
+                claimer.lean
+                and not giveback
+                and not wake_queues
+                and not completion.needs_transaction(pending)
+            ):
+                first = claimer.read(claimer.send(conn, n, completion.encode(pending)))
+                applied = set(first.finished)
+            else:
+                finish_cur = claim_cur = None
+                with conn.pipeline(), conn.transaction():
+                    if pending:
+                        if completion.needs_transaction(pending):
+                            applied = completion.flush(conn, self.worker_id, pending)
+                        else:
+                            finish_cur = completion.send(conn, self.worker_id, pending)
+                    if wake_queues:
+                        conn.execute(q("worker_notify"), {"queues": sorted(wake_queues)})
+                    if giveback:
+                        returned = give_back(
+                            conn,
+                            self.worker_id,
+                            [a.lease for a in giveback],
+                            holds=[_ABANDONED_HOLD if a.abandoned else 0.0 for a in giveback],
+                        )
+                    if n:
+                        claim_cur = claimer.send(conn, n)
+                if finish_cur is not None:
+                    applied = completion.applied_ids(finish_cur)
+                if claim_cur is not None:
+                    first = claimer.read(claim_cur)
         except psycopg.Error as exc:
             self._pending = pending + self._pending
             self._giveback = giveback + self._giveback
@@ -641,7 +652,7 @@ class Worker:
         for attempt in giveback:
             self._leases.pop(attempt.lease.result_id, None)
         self._given_back += len(returned)
-        if first is None:
+        if first is None or not n:
             return False
         result = first
         if first.incomplete and len(first.rows) < n:

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from reproq.models import ErrorKind
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: one is built per attempt, and frozen costs
 class TaskCall:
-    """One attempt of one task run, as an executor sees it."""
+    """One attempt of one task run, as an executor sees it (read-only by convention)."""
 
     result_id: int
     attempt: int  # 1-based; also the fencing token the worker holds
@@ -31,9 +31,12 @@ class TaskCall:
     worker_id: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)  # not frozen: one is built per attempt, and frozen costs
 class Outcome:
-    """How an attempt ended. ``ok`` with a JSON return value, or an error of some kind."""
+    """How an attempt ended. ``ok`` with a JSON return value, or an error of some kind.
+
+    Read-only by convention.
+    """
 
     ok: bool
     return_value: Any = None

@@ -226,16 +226,59 @@ SELECT 'limited', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NU
 WHERE EXISTS (SELECT 1 FROM keyed k WHERE k.bucket IS NOT NULL AND k.brank > floor(k.available))
    OR EXISTS (SELECT 1 FROM demand d WHERE d.bucket NOT IN (SELECT g.key FROM granted g));
 
--- name: worker_claim_plain
--- worker_claim for the common case, with less work per claim: rows without lock_key or
--- concurrency limit while no rate limit is set. Same candidates, order and fairness.
--- If a keyed row is among the first %(n)s candidates, or any rate limit is set, it claims
--- nothing and answers one row of kind 'escalate': the worker then uses worker_claim.
+-- name: worker_sync
+-- The worker's round trip: record a batch of ended attempts and claim up to %(n)s due READY
+-- rows, in one statement and so one commit. With %(n)s = 0 it only records.
+--
+-- Recording: %(rows)s is a JSON object mapping each result_id (as text) to how its attempt
+-- ended: a = the attempt, s = the status (SUCCESSFUL; READY, a retry after d seconds;
+-- FAILED), r = the return value, e = the errors_json entry to append, m = last_error,
+-- l = logs_uri. Rows are found by primary key and their entry looked up in the object,
+-- never joined with it: such a join can be planned as a nested loop costing batch size
+-- times RUNNING rows. Fenced per row on (leased_by, attempts, RUNNING); rows whose lease
+-- is gone are left alone. Result rows of kind 'finished' name the rows recorded.
+--
+-- Claiming: worker_claim for the common case, with less work per claim: rows without
+-- lock_key or concurrency limit while no rate limit is set. Same candidates, order and
+-- fairness. If a keyed row is among the first %(n)s candidates, or any rate limit is set,
+-- it claims nothing and answers one row of kind 'escalate': the worker then uses
+-- worker_claim. The claim reads the snapshot from before the recording: rows it records
+-- were RUNNING there, so the two never touch the same row.
 WITH RECURSIVE
+finished AS (
+    UPDATE task_runs t SET
+        status = %(rows)s::jsonb -> t.result_id::text ->> 's',
+        return_json = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'SUCCESSFUL'
+                           THEN %(rows)s::jsonb -> t.result_id::text -> 'r'
+                           ELSE t.return_json END,
+        errors_json = CASE WHEN %(rows)s::jsonb -> t.result_id::text ? 'e'
+                           THEN coalesce(t.errors_json, '[]'::jsonb)
+                                || jsonb_build_array(%(rows)s::jsonb -> t.result_id::text -> 'e')
+                           ELSE t.errors_json END,
+        run_after = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
+                         THEN now() + make_interval(
+                             secs => (%(rows)s::jsonb -> t.result_id::text ->> 'd')::float8)
+                         ELSE t.run_after END,
+        finished_at = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
+                           THEN t.finished_at ELSE now() END,
+        failed_at = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'FAILED'
+                         THEN now() ELSE t.failed_at END,
+        last_error = coalesce(%(rows)s::jsonb -> t.result_id::text ->> 'm', t.last_error),
+        logs_uri = coalesce(%(rows)s::jsonb -> t.result_id::text ->> 'l', t.logs_uri),
+        leased_by = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
+                         THEN NULL ELSE t.leased_by END,
+        leased_until = NULL,
+        updated_at = now()
+    WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(rows)s::jsonb) AS k))
+      AND t.attempts = (%(rows)s::jsonb -> t.result_id::text ->> 'a')::int
+      AND t.leased_by = %(worker_id)s
+      AND t.status = 'RUNNING'
+    RETURNING t.result_id
+),
 queues AS (
     SELECT u.queue_name, u.ord
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS u(queue_name, ord)
-    WHERE NOT EXISTS (
+    WHERE %(n)s > 0 AND NOT EXISTS (
         SELECT 1 FROM reproq_queue_controls qc
         WHERE qc.queue_name = u.queue_name AND qc.paused
     )
@@ -301,7 +344,8 @@ ranked AS (
 ),
 blocked AS (
     SELECT EXISTS (SELECT 1 FROM ranked r WHERE r.keyed AND r.qrank <= %(n)s)
-           OR EXISTS (SELECT 1 FROM rate_limits x WHERE x.tokens_per_second > 0) AS yes
+           OR (%(n)s > 0 AND EXISTS (SELECT 1 FROM rate_limits x WHERE x.tokens_per_second > 0))
+           AS yes
 ),
 picked AS (
     SELECT t.result_id
@@ -332,7 +376,11 @@ claimed AS (
               (t.expires_at IS NOT NULL AND t.expires_at <= now()) AS expired,
               t.cancel_requested, t.queue_name
 )
-SELECT 'claimed' AS kind, c.result_id, c.attempts, c.spec, c.timeout_seconds, c.max_attempts,
+SELECT 'finished' AS kind, f.result_id, NULL::int, NULL::text, NULL::int, NULL::int, NULL::uuid,
+       NULL::bool, NULL::bool, NULL::text, NULL::bool, NULL::text, NULL::text
+FROM finished f
+UNION ALL
+SELECT 'claimed', c.result_id, c.attempts, c.spec, c.timeout_seconds, c.max_attempts,
        c.workflow_id, c.expired, c.cancel_requested, c.queue_name, false AS keyed,
        NULL::text AS lock_key, NULL::text AS concurrency_key
 FROM claimed c
@@ -392,7 +440,9 @@ ON CONFLICT (worker_id) DO UPDATE SET
 
 -- name: worker_heartbeat
 -- One statement per beat: the registry row is touched (and recreated if pruned) and every
--- lease the worker still holds is extended. Rows not returned are leases that are gone.
+-- lease the worker still holds is extended. %(leases)s maps each result_id (as text) to
+-- the attempt held, looked up per row as in worker_sync. Rows not returned are leases that
+-- are gone.
 WITH seen AS (
     INSERT INTO reproq_workers (
         worker_id, hostname, concurrency, queues, started_at, last_seen_at, version
@@ -405,77 +455,30 @@ WITH seen AS (
 )
 UPDATE task_runs t SET
     leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS u(result_id, attempt)
-WHERE t.result_id = u.result_id
-  AND t.attempts = u.attempt
+WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(leases)s::jsonb) AS k))
+  AND t.attempts = (%(leases)s::jsonb ->> t.result_id::text)::int
   AND t.leased_by = %(worker_id)s
   AND t.status = 'RUNNING'
 RETURNING t.result_id, t.cancel_requested;
 
--- name: worker_finish
--- Record a batch of ended attempts: SUCCESSFUL, READY (a retry after a delay) or FAILED.
--- Fenced per row; rows whose lease is gone are left alone and not returned.
-UPDATE task_runs t SET
-    status = u.status,
-    return_json = CASE WHEN u.status = 'SUCCESSFUL' THEN u.return_json::jsonb
-                       ELSE t.return_json END,
-    errors_json = CASE WHEN u.error IS NULL THEN t.errors_json
-                       ELSE coalesce(t.errors_json, '[]'::jsonb)
-                            || jsonb_build_array(u.error::jsonb) END,
-    run_after = CASE WHEN u.status = 'READY' THEN now() + make_interval(secs => u.delay)
-                     ELSE t.run_after END,
-    finished_at = CASE WHEN u.status = 'READY' THEN t.finished_at ELSE now() END,
-    failed_at = CASE WHEN u.status = 'FAILED' THEN now() ELSE t.failed_at END,
-    last_error = coalesce(u.last_error, t.last_error),
-    logs_uri = coalesce(u.logs_uri, t.logs_uri),
-    leased_by = CASE WHEN u.status = 'READY' THEN NULL ELSE t.leased_by END,
-    leased_until = NULL,
-    updated_at = now()
-FROM unnest(
-    %(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[], %(returns)s::text[],
-    %(errors)s::text[], %(delays)s::float8[], %(last_errors)s::text[], %(logs)s::text[]
-) AS u(result_id, attempt, status, return_json, error, delay, last_error, logs_uri)
-WHERE t.result_id = u.result_id
-  AND t.attempts = u.attempt
-  AND t.leased_by = %(worker_id)s
-  AND t.status = 'RUNNING'
-RETURNING t.result_id;
-
--- name: worker_finish_successes
--- worker_finish for a batch in which every attempt succeeded (the common case): the same
--- fence, less to send and to evaluate.
-UPDATE task_runs t SET
-    status = 'SUCCESSFUL',
-    return_json = u.return_json::jsonb,
-    finished_at = now(),
-    logs_uri = coalesce(u.logs_uri, t.logs_uri),
-    leased_until = NULL,
-    updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(returns)s::text[], %(logs)s::text[])
-    AS u(result_id, attempt, return_json, logs_uri)
-WHERE t.result_id = u.result_id
-  AND t.attempts = u.attempt
-  AND t.leased_by = %(worker_id)s
-  AND t.status = 'RUNNING'
-RETURNING t.result_id;
-
 -- name: worker_give_back
--- Unfinished attempts at shutdown: READY again, the attempt not charged. At once when the
--- attempt has stopped; an attempt whose thread ignored the stop (a thread cannot be
--- killed) is held back for %(holds)s seconds, the time its process needs to exit, so it
--- never runs twice at once.
+-- Unfinished attempts at shutdown: READY again, the attempt not charged. %(leases)s maps
+-- each result_id (as text) to {a: the attempt, h: hold seconds}. At once when the attempt
+-- has stopped (h = 0); an attempt whose thread ignored the stop (a thread cannot be
+-- killed) is held back for h seconds, the time its process needs to exit, so it never
+-- runs twice at once.
 UPDATE task_runs t SET
     status = 'READY',
     attempts = greatest(t.attempts - 1, 0),
-    run_after = CASE WHEN u.hold > 0 THEN now() + make_interval(secs => u.hold)
+    run_after = CASE WHEN (%(leases)s::jsonb -> t.result_id::text ->> 'h')::float8 > 0
+                     THEN now() + make_interval(
+                         secs => (%(leases)s::jsonb -> t.result_id::text ->> 'h')::float8)
                      ELSE t.run_after END,
     leased_by = NULL,
     leased_until = NULL,
     updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(holds)s::float8[])
-     AS u(result_id, attempt, hold)
-WHERE t.result_id = u.result_id
-  AND t.attempts = u.attempt
+WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(leases)s::jsonb) AS k))
+  AND t.attempts = (%(leases)s::jsonb -> t.result_id::text ->> 'a')::int
   AND t.leased_by = %(worker_id)s
   AND t.status = 'RUNNING'
 RETURNING t.result_id;
@@ -554,7 +557,7 @@ FROM unnest(
     %(workflow_ids)s::uuid[], %(success_counts)s::int[], %(failure_counts)s::int[],
     %(statuses)s::text[]
 ) AS u(workflow_id, success_count, failure_count, status)
-WHERE w.workflow_id = u.workflow_id;
+WHERE w.workflow_id = u.workflow_id AND w.workflow_id = ANY(%(workflow_ids)s::uuid[]);
 
 -- name: worker_release_callbacks
 -- A chord callback waits for the members that have not succeeded yet.
@@ -563,7 +566,8 @@ UPDATE task_runs c SET
     status = CASE WHEN u.remaining <= 0 THEN 'READY' ELSE c.status END,
     updated_at = now()
 FROM unnest(%(ids)s::bigint[], %(remaining)s::int[]) AS u(result_id, remaining)
-WHERE c.result_id = u.result_id AND c.status = 'WAITING'
+WHERE c.result_id = u.result_id AND c.result_id = ANY(%(ids)s::bigint[])
+  AND c.status = 'WAITING'
 RETURNING c.result_id;
 
 -- name: worker_fail_waiting
