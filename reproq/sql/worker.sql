@@ -302,6 +302,37 @@ levels AS (
     FROM levels l
     WHERE l.priority IS NOT NULL AND l.depth < %(max_levels)s
 ),
+-- The common shape: one queue with rows, all of one priority, no scheduled row due. The
+-- order is then plain FIFO, and fifo locks rows straight off the due index instead of
+-- reading candidates, ranking them and reading them again. No row: the general path.
+stream AS (
+    SELECT min(l.queue_name) AS queue_name, min(l.priority) AS priority
+    FROM levels l
+    WHERE l.priority IS NOT NULL
+    HAVING count(*) = 1 AND NOT EXISTS (
+        SELECT 1
+        FROM queues q
+        CROSS JOIN LATERAL (
+            SELECT 1 FROM task_runs t
+            WHERE t.queue_name = q.queue_name AND t.status = 'READY'
+              AND coalesce(t.run_after, '-infinity'::timestamptz) > '-infinity'::timestamptz
+              AND coalesce(t.run_after, '-infinity'::timestamptz) <= now()
+            LIMIT 1
+        ) d
+    )
+),
+fifo AS (
+    SELECT t.result_id,
+           (t.lock_key IS NOT NULL OR (t.concurrency_key IS NOT NULL
+                                       AND t.concurrency_limit > 0)) AS keyed
+    FROM task_runs t
+    WHERE t.queue_name = (SELECT s.queue_name FROM stream s) AND t.status = 'READY'
+      AND coalesce(t.run_after, '-infinity'::timestamptz) = '-infinity'::timestamptz
+      AND t.priority = (SELECT s.priority FROM stream s)
+    ORDER BY t.enqueued_at
+    LIMIT %(n)s
+    FOR UPDATE OF t SKIP LOCKED
+),
 cand AS (
     SELECT c.*, l.ord
     FROM levels l
@@ -316,7 +347,7 @@ cand AS (
         ORDER BY t.enqueued_at
         LIMIT %(scan)s
     ) c
-    WHERE l.priority IS NOT NULL
+    WHERE l.priority IS NOT NULL AND NOT EXISTS (SELECT 1 FROM stream)
     UNION ALL
     SELECT c.*, q.ord
     FROM queues q
@@ -331,6 +362,7 @@ cand AS (
         ORDER BY coalesce(t.run_after, '-infinity'::timestamptz)
         LIMIT %(scan)s
     ) c
+    WHERE NOT EXISTS (SELECT 1 FROM stream)
 ),
 ranked AS (
     SELECT c.result_id, c.ord, c.keyed,
@@ -344,6 +376,7 @@ ranked AS (
 ),
 blocked AS (
     SELECT EXISTS (SELECT 1 FROM ranked r WHERE r.keyed AND r.qrank <= %(n)s)
+           OR EXISTS (SELECT 1 FROM fifo f WHERE f.keyed)
            OR (%(n)s > 0 AND EXISTS (SELECT 1 FROM rate_limits x WHERE x.tokens_per_second > 0))
            AS yes
 ),
@@ -369,7 +402,11 @@ claimed AS (
         last_attempted_at = now(),
         worker_ids = coalesce(t.worker_ids, '[]'::jsonb) || jsonb_build_array(%(worker_id)s::text),
         updated_at = now()
-    FROM picked p
+    FROM (
+        SELECT p.result_id FROM picked p
+        UNION ALL
+        SELECT f.result_id FROM fifo f WHERE NOT (SELECT b.yes FROM blocked b)
+    ) p
     WHERE t.result_id = p.result_id
     RETURNING t.result_id, t.attempts, t.spec_json::text AS spec, t.timeout_seconds,
               t.max_attempts, t.workflow_id,

@@ -112,6 +112,8 @@ class BenchConfig:
     e2e_workers: int = 0
     """Worker processes of the multi-worker e2e run (0: one per CPU, at least 2)."""
     e2e_concurrency: int = 100
+    e2e_wide_concurrency: int = 400
+    """Slots of the one-worker run that has room to claim the next batch while one runs."""
     executors: tuple[str, ...] = ("mock", "process", "subprocess")
     process_count: int = 5_000
     subprocess_count: int = 200
@@ -137,6 +139,7 @@ class BenchConfig:
             e2e_count=n(self.e2e_count),
             e2e_workers=self.e2e_workers,
             e2e_concurrency=self.e2e_concurrency,
+            e2e_wide_concurrency=self.e2e_wide_concurrency,
             executors=self.executors,
             process_count=n(self.process_count),
             subprocess_count=n(self.subprocess_count),
@@ -347,17 +350,24 @@ class _Bench:
         cfg = self.config
         many = cfg.e2e_workers or max(2, os.cpu_count() or 2)
         runs: list[dict[str, Any]] = []
-        plan: list[tuple[str, int, str, int]] = [
-            ("thread x1", 1, "thread", cfg.e2e_count),
-            (f"thread x{many}", many, "thread", cfg.e2e_count),
+        # With as many slots as one claim takes (100), a claim waits for the previous
+        # batch to end; the wide run has slots to spare, so claiming overlaps execution.
+        wide = cfg.e2e_wide_concurrency
+        plan: list[tuple[str, int, str, int, int]] = [
+            ("thread x1", 1, "thread", cfg.e2e_count, cfg.e2e_concurrency),
+            (f"thread x1 {wide} slots", 1, "thread", cfg.e2e_count * 2, wide),
+            (f"thread x{many}", many, "thread", cfg.e2e_count, cfg.e2e_concurrency),
         ]
         counts = {
             "mock": cfg.e2e_count,
             "process": cfg.process_count,
             "subprocess": cfg.subprocess_count,
         }
-        plan += [(f"{ex} x1", 1, ex, counts.get(ex, cfg.process_count)) for ex in cfg.executors]
-        for label, workers, executor, count in plan:
+        plan += [
+            (f"{ex} x1", 1, ex, counts.get(ex, cfg.process_count), cfg.e2e_concurrency)
+            for ex in cfg.executors
+        ]
+        for label, workers, executor, count, slots in plan:
             with self.database() as dsn:
                 first_id = self._max_id(dsn)
                 self.progress.note(f"e2e {label}: enqueueing {count:,} no-op tasks…")
@@ -370,7 +380,7 @@ class _Bench:
                         executor=executor,
                         count=count,
                         first_id=first_id,
-                        concurrency=_concurrency_for(executor, cfg.e2e_concurrency),
+                        concurrency=_concurrency_for(executor, slots),
                     )
                 except ReproqError as exc:
                     self.failures += 1

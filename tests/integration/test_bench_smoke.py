@@ -34,8 +34,11 @@ def test_bench_runs_every_scenario_and_writes_comparable_json(
     assert enqueue["specs_per_second"] > 0
 
     runs = {run["label"]: run for run in scenarios["e2e"]["runs"]}
-    assert {"thread x1", "mock x1", "process x1", "subprocess x1"} <= set(runs)
-    assert any(label.startswith("thread x") and label != "thread x1" for label in runs)
+    assert {"thread x1", "thread x1 400 slots", "mock x1", "process x1", "subprocess x1"} <= set(
+        runs
+    )
+    assert runs["thread x1 400 slots"]["concurrency"] == 400
+    assert any(label.startswith("thread x") and not label.startswith("thread x1") for label in runs)
     for label, run in runs.items():
         assert "error" not in run, (label, run)
         assert run["successful"] == run["tasks"]
