@@ -19,7 +19,6 @@ from typing import Any
 
 from reproq import context
 from reproq.errors import TaskCancelled
-from reproq.stress import ledger
 
 __all__ = [
     "IdentityUnavailable",
@@ -59,6 +58,10 @@ class _Execution:
         self.result_id, self.attempt, self.worker_id = _identity()
 
     def __enter__(self) -> _Execution:
+        # Imported here: the ledger needs the database driver, and noop (which the bench
+        # runs in a fresh interpreter per task) should not pay for loading it.
+        from reproq.stress import ledger
+
         ledger.record_start(
             token=self.token,
             result_id=self.result_id,
@@ -75,6 +78,8 @@ class _Execution:
             outcome = "cancelled"
         else:
             outcome = "error"
+        from reproq.stress import ledger
+
         ledger.record_finish(token=self.token, outcome=outcome)
 
     def result(self) -> dict[str, Any]:
