@@ -131,7 +131,7 @@ class WorkerOptions:
     max_output_bytes: int = MIB
     poll_interval: float = 0.5  # fallback poll when idle; doubles up to max_poll_interval
     max_poll_interval: float = 5.0
-    claim_batch: int = 100  # most rows one claim statement takes
+    claim_batch: int = 200  # most rows one claim statement takes
     max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
     statement_timeout: float = 60.0
 

@@ -350,8 +350,9 @@ class _Bench:
         cfg = self.config
         many = cfg.e2e_workers or max(2, os.cpu_count() or 2)
         runs: list[dict[str, Any]] = []
-        # With as many slots as one claim takes (100), a claim waits for the previous
-        # batch to end; the wide run has slots to spare, so claiming overlaps execution.
+        # With 100 slots, one claim fills them all and the next waits for that batch to
+        # end; the wide run has slots to spare (claims take at most 200), so claiming
+        # overlaps execution.
         wide = cfg.e2e_wide_concurrency
         plan: list[tuple[str, int, str, int, int]] = [
             ("thread x1", 1, "thread", cfg.e2e_count, cfg.e2e_concurrency),
