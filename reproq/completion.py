@@ -21,6 +21,7 @@ from psycopg import Cursor
 from psycopg.rows import tuple_row
 
 from reproq.db import Conn
+from reproq.lease import by_result_id
 from reproq.models import TaskStatus
 from reproq.queries import q
 from reproq.workflow_progress import Ended, advance
@@ -97,11 +98,11 @@ def encode(completions: Sequence[Completion]) -> str:
     Written directly as text: the return value and the error entry already are JSON, and
     building the object this way costs a fraction of decoding and re-encoding them.
     """
-    return "{" + ",".join([_entry(c) for c in completions]) + "}"
+    return by_result_id([(c.result_id, _entry(c)) for c in completions])
 
 
 def _entry(c: Completion) -> str:
-    text = f'"{c.result_id}":{{"a":{c.attempt},"s":"{c.status}"'
+    text = f'{{"a":{c.attempt},"s":"{c.status}"'
     if c.return_json is not None:
         text += f',"r":{c.return_json}'
     if c.error_json is not None:

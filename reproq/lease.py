@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +19,16 @@ from psycopg.rows import tuple_row
 from reproq.db import Conn
 from reproq.queries import q
 
-__all__ = ["Held", "Lease", "Renewal", "WorkerRecord", "give_back", "register", "renew"]
+__all__ = [
+    "Held",
+    "Lease",
+    "Renewal",
+    "WorkerRecord",
+    "by_result_id",
+    "give_back",
+    "register",
+    "renew",
+]
 
 
 class Held(Protocol):
@@ -85,6 +94,12 @@ class Renewal:
     cancel_requested: frozenset[int]  # of those, the ones an operator asked to cancel
 
 
+def by_result_id(entries: Iterable[tuple[int, str]]) -> str:
+    """A JSON object from ``(result_id, JSON text)`` pairs: the per-row parameter of the
+    worker's batch statements, which look each row up by its id instead of joining."""
+    return "{" + ",".join([f'"{rid}":{value}' for rid, value in entries]) + "}"
+
+
 def register(conn: Conn, record: WorkerRecord) -> None:
     """Upsert the worker into the registry (``started_at`` survives a re-registration)."""
     conn.execute(q("worker_register"), record.params())
@@ -95,7 +110,7 @@ def renew(
 ) -> Renewal:
     """Extend every lease still held and mark the worker seen, in one statement."""
     params = record.params()
-    params["leases"] = "{" + ",".join([f'"{h.result_id}":{h.attempt}' for h in leases]) + "}"
+    params["leases"] = by_result_id([(h.result_id, str(h.attempt)) for h in leases])
     params["lease_seconds"] = float(lease_seconds)
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(q("worker_heartbeat"), params, prepare=True)
@@ -123,13 +138,13 @@ def give_back(
     if not leases:
         return set()
     hold_list = list(holds) if holds is not None else [0.0] * len(leases)
-    entries = [
-        f'"{h.result_id}":{{"a":{h.attempt},"h":{float(hold)!r}}}'
+    entries = by_result_id(
+        (h.result_id, f'{{"a":{h.attempt},"h":{float(hold)!r}}}')
         for h, hold in zip(leases, hold_list, strict=True)
-    ]
+    )
     cur = conn.cursor(row_factory=tuple_row)
     cur.execute(
         q("worker_give_back"),
-        {"leases": "{" + ",".join(entries) + "}", "worker_id": worker_id},
+        {"leases": entries, "worker_id": worker_id},
     )
     return {row[0] for row in cur}

@@ -608,19 +608,15 @@ class Worker:
         try:
             conn = self._db()
             claimer = self._claimer
-            if (
-                claimer.lean
-                and not giveback
-                and not wake_queues
-                and not completion.needs_transaction(pending)
-            ):
+            in_transaction = completion.needs_transaction(pending)
+            if claimer.lean and not giveback and not wake_queues and not in_transaction:
                 first = claimer.read(claimer.send(conn, n, completion.encode(pending)))
                 applied = set(first.finished)
             else:
                 finish_cur = claim_cur = None
                 with conn.pipeline(), conn.transaction():
                     if pending:
-                        if completion.needs_transaction(pending):
+                        if in_transaction:
                             applied = completion.flush(conn, self.worker_id, pending)
                         else:
                             finish_cur = completion.send(conn, self.worker_id, pending)
