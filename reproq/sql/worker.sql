@@ -2,6 +2,15 @@
 -- the worker registry. Every statement that touches a claimed row is fenced on
 -- (leased_by, attempts, status = 'RUNNING'): a worker can only act on the very attempt it
 -- claimed, never on a later one, even when a restarted worker reuses its id.
+--
+-- The batch statements' fences (worker_sync, worker_heartbeat, worker_give_back) are
+-- written `t.status = (SELECT 'RUNNING')`, not `t.status = 'RUNNING'`.
+-- Workers run generic plans, and PostgreSQL's statistics rarely see a RUNNING row, so with
+-- the literal it plans the lookup as a walk over the RUNNING-only lock_key index, filtering
+-- every RUNNING row of the whole fleet against the batch: the cost of each statement grows
+-- with the number of workers. The sub-select is a value the planner cannot match against
+-- that index's predicate, which leaves the primary key: the batch's own rows, whatever
+-- the fleet size.
 
 -- name: worker_claim
 -- Claim up to %(n)s due READY rows from the worker's queues in one statement.
@@ -272,7 +281,7 @@ finished AS (
     WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(rows)s::jsonb) AS k))
       AND t.attempts = (%(rows)s::jsonb -> t.result_id::text ->> 'a')::int
       AND t.leased_by = %(worker_id)s
-      AND t.status = 'RUNNING'
+      AND t.status = (SELECT 'RUNNING')
     RETURNING t.result_id
 ),
 queues AS (
@@ -495,7 +504,7 @@ UPDATE task_runs t SET
 WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(leases)s::jsonb) AS k))
   AND t.attempts = (%(leases)s::jsonb ->> t.result_id::text)::int
   AND t.leased_by = %(worker_id)s
-  AND t.status = 'RUNNING'
+  AND t.status = (SELECT 'RUNNING')
 RETURNING t.result_id, t.cancel_requested;
 
 -- name: worker_give_back
@@ -517,7 +526,7 @@ UPDATE task_runs t SET
 WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(leases)s::jsonb) AS k))
   AND t.attempts = (%(leases)s::jsonb -> t.result_id::text ->> 'a')::int
   AND t.leased_by = %(worker_id)s
-  AND t.status = 'RUNNING'
+  AND t.status = (SELECT 'RUNNING')
 RETURNING t.result_id;
 
 -- name: worker_reclaim

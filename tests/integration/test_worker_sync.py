@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from reproq.claim import Claimer
 from reproq.completion import Completion, encode, flush
 from reproq.db import Conn
+from reproq.lease import WorkerRecord, give_back, renew
 from reproq.models import TaskStatus
+from reproq.queries import q
 from tests.integration.worker_harness import enqueue, row
 
 _AWKWARD = 'quote " backslash \\ newline \n tab \t unicode é ✓ \u2028 nul-free'
@@ -107,3 +110,46 @@ def test_recording_many_attempts_at_once_among_other_workers_running_rows(conn: 
         (ids,),
     ).fetchall()
     assert {s["status"]: s["n"] for s in statuses} == {"SUCCESSFUL": 100, "RUNNING": 150}
+
+
+def _index_reads(conn: Conn, index: str) -> int:
+    """Entries read from ``index`` so far, as the statistics views count them."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    found = conn.execute(
+        "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = %s", (index,)
+    ).fetchone()
+    assert found is not None
+    return int(found["idx_tup_read"])
+
+
+def test_batch_statements_read_their_own_rows_not_the_fleets(conn: Conn) -> None:
+    """Recording, renewing and giving back cost the same however many rows other workers
+    are running: the rows are found by primary key, never by walking every RUNNING row."""
+    for i in range(400):
+        enqueue(conn, "add", i, 0)
+    conn.execute("ANALYZE task_runs")  # statistics from before any row ran, as in production
+    assert len(_claimer("other").claim(conn, 350).rows) == 350
+    mine = _claimer("w1").claim(conn, 50).rows
+    assert len(mine) == 50
+    conn.execute(q("worker_session_setup"), {"statement_timeout": "60s"})  # generic plans
+    record = WorkerRecord(
+        worker_id="w1", hostname="h", concurrency=50, queues=("default",), version="t"
+    )
+
+    def reads_while(step: Callable[[], object]) -> int:
+        before = _index_reads(conn, "task_runs_lock_key_idx")
+        for _ in range(6):  # past the point where a plan would turn generic on its own
+            step()
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return _index_reads(conn, "task_runs_lock_key_idx") - before
+
+    assert reads_while(lambda: renew(conn, record, mine, 60.0)) == 0
+    rest, first = mine[:40], mine[40:]
+    assert reads_while(lambda: give_back(conn, "w1", first[:1])) == 0
+    batch = [
+        Completion(result_id=r.result_id, attempt=r.attempt, status=TaskStatus.SUCCESSFUL)
+        for r in rest
+    ]
+    assert reads_while(lambda: flush(conn, "w1", batch)) == 0
+    assert row(conn, rest[0].result_id)["status"] == "SUCCESSFUL"
+    assert row(conn, first[0].result_id)["status"] == "READY"
