@@ -267,16 +267,18 @@ class _Bench:
         fleet = Fleet(
             dsn=dsn, workers=workers, settings=settings, log_dir=log_dir, id_prefix="bench"
         )
+        # One connection, polled four times a second: the watcher shares the machine with
+        # the workers and the server, and a new connection per look costs a backend start.
+        monitor = connect(dsn, application_name="reproq-stress-bench")
         began = time.perf_counter()
-        fleet.start()
         finished = 0
         try:
+            fleet.start()
             deadline = time.monotonic() + self.config.timeout
             while time.monotonic() < deadline:
-                with connect(dsn, application_name="reproq-stress-bench") as conn:
-                    row = conn.execute(
-                        q("stress_bench_done_count"), {"first_id": first_id}
-                    ).fetchone()
+                row = monitor.execute(
+                    q("stress_bench_done_count"), {"first_id": first_id}
+                ).fetchone()
                 finished = int(row["n"]) if row else 0
                 elapsed = time.perf_counter() - began
                 self.progress.update(
@@ -290,9 +292,10 @@ class _Bench:
                     break
                 if fleet.alive() == 0:
                     raise DatabaseError(f"{label}: every worker exited; logs in {log_dir}")
-                time.sleep(0.1)
+                time.sleep(0.25)
             wall = time.perf_counter() - began
         finally:
+            monitor.close()
             fleet.shutdown()
             self.progress.done()
         if finished < count:
@@ -462,12 +465,12 @@ class _Bench:
 
     def _wait_done(self, dsn: str, first_id: int, count: int, label: str) -> None:
         deadline = time.monotonic() + self.config.timeout
-        while time.monotonic() < deadline:
-            with connect(dsn, application_name="reproq-stress-bench") as conn:
+        with connect(dsn, application_name="reproq-stress-bench") as conn:
+            while time.monotonic() < deadline:
                 row = conn.execute(q("stress_bench_done_count"), {"first_id": first_id}).fetchone()
-            if row is not None and int(row["n"]) >= count:
-                return
-            time.sleep(0.05)
+                if row is not None and int(row["n"]) >= count:
+                    return
+                time.sleep(0.05)
         raise DatabaseError(f"{label}: tasks did not finish within {self.config.timeout:g}s")
 
     def claim_growth(self) -> dict[str, Any]:
