@@ -487,7 +487,7 @@ class _Loader:
             name_cell = cells.get("name")
             self.sources[f"{label}.name"] = name_cell.source if name_cell else "default"
         values: dict[str, object] = {}
-        for key in ("queues", "concurrency", "executor", "timeout_seconds"):
+        for key in ("queues", "concurrency", "connections", "executor", "timeout_seconds"):
             cell = cells.get(key)
             value = self.value(f"{label}.{key}", POOL_KEYS[key], cell)
             if value is MISSING:
@@ -509,8 +509,21 @@ class _Loader:
             implied_by = next(iter(option_cells.values()), None)
             self.sources[f"{label}.executor"] = implied_by.source if implied_by else "default"
         assert isinstance(executor, ExecutorKind)
-        for field in ("queues", "concurrency", "timeout_seconds"):
+        for field in ("queues", "concurrency", "connections", "timeout_seconds"):
             self.sources.setdefault(f"{label}.{field}", "default")
+        connections = values.get("connections", 1)
+        concurrency = values.get("concurrency", 10)
+        if (
+            isinstance(connections, int)
+            and isinstance(concurrency, int)
+            and connections > concurrency
+        ):
+            ok = False
+            self.fail_at(
+                (*entry.path, "connections"),
+                f"must not exceed concurrency ({concurrency}): every connection's lane "
+                f"needs a slot, got {connections}",
+            )
         options = self.build_options(label, entry.path, executor, raw_options, option_cells)
         if not ok or not isinstance(name, str):
             return None

@@ -440,6 +440,7 @@ POOL_KEYS: dict[str, Coerce] = {
     "name": string,
     "queues": _string_list(nonempty=True),
     "concurrency": _integer(minimum=1),
+    "connections": _integer(minimum=1),
     "executor": _choice(ExecutorKind),
     "timeout_seconds": _optional_duration,
 }

@@ -166,6 +166,8 @@ class PoolSettings:
     name: str
     queues: tuple[str, ...]
     concurrency: int = 10
+    connections: int = 1
+    """Claim loops, each on its own database connection, sharing the slots."""
     executor: ExecutorKind = ExecutorKind.THREAD
     timeout_seconds: float | None = None
     """Timeout for attempts whose spec sets none; None means no pool-level timeout."""

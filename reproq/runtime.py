@@ -64,6 +64,7 @@ from reproq.health import ComponentState, HealthCheck, HealthReport
 from reproq.httpserver import MetricsServer
 from reproq.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
 from reproq.worker import Worker, WorkerOptions
+from reproq.worker_group import WorkerGroup, make_worker
 
 __all__ = [
     "BACKOFF_MAX",
@@ -105,6 +106,7 @@ def worker_options(settings: Settings, pool: PoolSettings) -> WorkerOptions:
         worker_id=pool_worker_id(settings, pool),
         queues=pool.queues,
         concurrency=pool.concurrency,
+        connections=pool.connections,
         executor=str(pool.executor),
         executor_options=executor_options(settings, pool),
         allowed_task_modules=worker.allowed_task_modules,
@@ -263,13 +265,13 @@ class Runtime:
     def connections_needed(self) -> int:
         """Connections this process holds while running (the budget ``pool_size`` bounds).
 
-        Each pool's worker: one for claiming, finishing and heartbeats, one listening for
-        NOTIFY; the beat: its leadership lock and its work; metrics: one monitoring
-        connection.
+        Each lane of a pool's worker (``connections`` of them): one for claiming,
+        finishing and heartbeats, one listening for NOTIFY; the beat: its leadership lock
+        and its work; metrics: one monitoring connection.
         """
         settings = self.settings
         return (
-            2 * len(settings.pools)
+            2 * sum(pool.connections for pool in settings.pools)
             + (2 if settings.beat.enabled else 0)
             + (1 if settings.metrics.enabled else 0)
         )
@@ -361,8 +363,8 @@ class Runtime:
         )
         if needed > self.settings.database.pool_size:
             logger.warning(
-                "this process holds about %d connections (2 per pool, 2 for beat, 1 for "
-                "metrics), more than database.pool_size = %d: raise it, and check the "
+                "this process holds about %d connections (2 per pool connection, 2 for beat, "
+                "1 for metrics), more than database.pool_size = %d: raise it, and check the "
                 "server's max_connections",
                 needed,
                 self.settings.database.pool_size,
@@ -454,7 +456,7 @@ class Runtime:
 
     def _pool_component(self, pool: PoolSettings) -> _Component:
         def force(service: Service) -> None:
-            if isinstance(service, Worker):
+            if isinstance(service, Worker | WorkerGroup):
                 service.request_stop(force=True)
 
         return _Component(
@@ -464,13 +466,16 @@ class Runtime:
         )
 
     def _make_worker(self, pool: PoolSettings) -> Service:
-        service: Service = Worker(self.dsn, worker_options(self.settings, pool), metrics=self._sink)
+        service: Service = make_worker(
+            self.dsn, worker_options(self.settings, pool), metrics=self._sink
+        )
         return service
 
     def _describe_pool(self, pool: PoolSettings) -> str:
         return (
             f"worker_id={pool_worker_id(self.settings, pool)} queues={','.join(pool.queues)} "
-            f"concurrency={pool.concurrency} executor={pool.executor} "
+            f"concurrency={pool.concurrency} connections={pool.connections} "
+            f"executor={pool.executor} "
             f"lease={self.settings.worker.lease_seconds:g}s "
             f"heartbeat={self.settings.worker.heartbeat_seconds:g}s"
         )

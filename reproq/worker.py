@@ -132,6 +132,7 @@ class WorkerOptions:
     poll_interval: float = 0.5  # fallback poll when idle; doubles up to max_poll_interval
     max_poll_interval: float = 5.0
     claim_batch: int = 200  # most rows one claim statement takes
+    connections: int = 1  # lanes, each with its own connection (reproq.worker_group)
     max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
     statement_timeout: float = 60.0
 
@@ -176,6 +177,14 @@ class WorkerOptions:
         for key in ("max_payload_bytes", "max_output_bytes", "claim_batch"):
             if getattr(self, key) < 1:
                 problems.append((key, "must be at least 1"))
+        if not 1 <= self.connections <= max(self.concurrency, 1):
+            problems.append(
+                (
+                    "connections",
+                    f"must be between 1 and concurrency ({self.concurrency}): every "
+                    f"connection's lane needs a slot, got {self.connections}",
+                )
+            )
         if problems:
             key, message = problems[0]
             raise ConfigError(message, key=key)
@@ -294,6 +303,12 @@ class Worker:
         metrics: MetricsSink | None = None,
     ) -> None:
         options.validate()
+        if options.connections > 1:
+            raise ConfigError(
+                "a Worker is one lane on one connection: run several with "
+                "reproq.worker_group.make_worker",
+                key="connections",
+            )
         self.dsn = dsn
         self.options = options
         self.worker_id = options.worker_id

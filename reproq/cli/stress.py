@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--concurrency", type=int, default=50, help="slots per worker (default 50)"
     )
     torture.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        metavar="N",
+        help="database connections (lanes) per worker, sharing its slots (default 1)",
+    )
+    torture.add_argument(
         "--tasks",
         type=int,
         metavar="N",
@@ -163,6 +170,7 @@ def handle_torture(args: argparse.Namespace) -> int:
         duration=duration,
         workers=args.workers,
         concurrency=args.concurrency,
+        connections=args.connections,
         tasks=args.tasks,
         rate=args.rate,
         faults=parse_fault_kinds(args.faults),

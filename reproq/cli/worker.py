@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dsn_arguments(parser)
     parser.add_argument("--concurrency", type=int, help="slots (default: 10)")
     parser.add_argument(
+        "--connections",
+        type=int,
+        metavar="N",
+        help="claim loops, each on its own database connection, sharing the slots; for many "
+        "short tasks on a server with cores to spare (default: 1)",
+    )
+    parser.add_argument(
         "--worker-id", help="id in the registry and in leases (default: $WORKER_ID, else host-pid)"
     )
     parser.add_argument("--queues", help="comma-separated queues to serve (default: default)")
@@ -137,6 +144,7 @@ def executor_options(args: argparse.Namespace, options: WorkerOptions) -> dict[s
 # Flag destination -> WorkerOptions field, for flags that override a config file.
 _FLAG_FIELDS = {
     "concurrency": "concurrency",
+    "connections": "connections",
     "executor": "executor",
     "lease_seconds": "lease_seconds",
     "heartbeat_seconds": "heartbeat_seconds",
@@ -210,13 +218,13 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq worker`` until signalled."""
-    from reproq.worker import Worker
+    from reproq.worker_group import make_worker
 
     options = options_from_args(args)
     dsn = dsn_from_args(args)
     # Tasks that enqueue more work through the default client reach this database.
     os.environ["REPROQ_DSN"] = dsn
-    worker = Worker(dsn, options)
+    worker = make_worker(dsn, options)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         force = worker.stopping

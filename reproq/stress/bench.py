@@ -114,6 +114,8 @@ class BenchConfig:
     e2e_concurrency: int = 100
     e2e_wide_concurrency: int = 400
     """Slots of the one-worker run that has room to claim the next batch while one runs."""
+    e2e_connections: int = 2
+    """Connections (lanes) of the one-worker run with several, each with the wide slots."""
     executors: tuple[str, ...] = ("mock", "process", "subprocess")
     process_count: int = 5_000
     subprocess_count: int = 200
@@ -140,6 +142,7 @@ class BenchConfig:
             e2e_workers=self.e2e_workers,
             e2e_concurrency=self.e2e_concurrency,
             e2e_wide_concurrency=self.e2e_wide_concurrency,
+            e2e_connections=self.e2e_connections,
             executors=self.executors,
             process_count=n(self.process_count),
             subprocess_count=n(self.subprocess_count),
@@ -250,6 +253,7 @@ class _Bench:
         count: int,
         first_id: int,
         concurrency: int | None = None,
+        connections: int = 1,
         extra_args: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Start ``workers`` processes, wait until ``count`` tasks finished, stop them."""
@@ -261,7 +265,11 @@ class _Bench:
             heartbeat_seconds=10,
             reclaim_interval_seconds=30,
             shutdown_timeout=10,
-            extra_args=(*extra_args, *self.config.worker_args),
+            extra_args=(
+                *(("--connections", str(connections)) if connections > 1 else ()),
+                *extra_args,
+                *self.config.worker_args,
+            ),
         )
         log_dir = self.log_root / label.replace(" ", "-")
         fleet = Fleet(
@@ -309,6 +317,7 @@ class _Bench:
             "workers": workers,
             "executor": executor,
             "concurrency": settings.concurrency,
+            "connections": connections,
             "tasks": count,
             "successful": int(counts["done"]),
             "failed": int(counts["failed"]),
@@ -355,12 +364,22 @@ class _Bench:
         runs: list[dict[str, Any]] = []
         # With 100 slots, one claim fills them all and the next waits for that batch to
         # end; the wide run has slots to spare (claims take at most 200), so claiming
-        # overlaps execution.
+        # overlaps execution. The lanes run gives one worker process that many slots per
+        # connection, so the server works on several round trips at once.
         wide = cfg.e2e_wide_concurrency
-        plan: list[tuple[str, int, str, int, int]] = [
-            ("thread x1", 1, "thread", cfg.e2e_count, cfg.e2e_concurrency),
-            (f"thread x1 {wide} slots", 1, "thread", cfg.e2e_count * 2, wide),
-            (f"thread x{many}", many, "thread", cfg.e2e_count, cfg.e2e_concurrency),
+        lanes = cfg.e2e_connections
+        plan: list[tuple[str, int, str, int, int, int]] = [
+            ("thread x1", 1, "thread", cfg.e2e_count, cfg.e2e_concurrency, 1),
+            (f"thread x1 {wide} slots", 1, "thread", cfg.e2e_count * 2, wide, 1),
+            (
+                f"thread x1 {wide * lanes} slots {lanes} connections",
+                1,
+                "thread",
+                cfg.e2e_count * 2 * lanes,
+                wide * lanes,
+                lanes,
+            ),
+            (f"thread x{many}", many, "thread", cfg.e2e_count, cfg.e2e_concurrency, 1),
         ]
         counts = {
             "mock": cfg.e2e_count,
@@ -368,10 +387,10 @@ class _Bench:
             "subprocess": cfg.subprocess_count,
         }
         plan += [
-            (f"{ex} x1", 1, ex, counts.get(ex, cfg.process_count), cfg.e2e_concurrency)
+            (f"{ex} x1", 1, ex, counts.get(ex, cfg.process_count), cfg.e2e_concurrency, 1)
             for ex in cfg.executors
         ]
-        for label, workers, executor, count, slots in plan:
+        for label, workers, executor, count, slots, connections in plan:
             with self.database() as dsn:
                 first_id = self._max_id(dsn)
                 self.progress.note(f"e2e {label}: enqueueing {count:,} no-op tasks…")
@@ -385,6 +404,7 @@ class _Bench:
                         count=count,
                         first_id=first_id,
                         concurrency=_concurrency_for(executor, slots),
+                        connections=connections,
                     )
                 except ReproqError as exc:
                     self.failures += 1

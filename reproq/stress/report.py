@@ -182,9 +182,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def render_table(report: TortureReport) -> str:
     """The human-readable report."""
     s = report.settings
+    lanes = s.get("connections", 1)
     lines = [
         f"reproq torture — seed {s.get('seed')}, {s.get('workers')} workers x "
-        f"{s.get('concurrency')} ({s.get('executor')}), lease {s.get('lease_seconds')}s, "
+        f"{s.get('concurrency')} ({s.get('executor')}"
+        f"{f', {lanes} connections each' if lanes != 1 else ''}), lease {s.get('lease_seconds')}s, "
         f"server {report.server.get('kind')} {report.server.get('server_version', '')}",
         f"load {report.load_seconds:.1f}s, drain {report.drain_seconds:.1f}s"
         f"{'' if report.drained else ' (gave up)'}; enqueued {report.enqueued:,} rows, "

@@ -109,6 +109,8 @@ class TortureConfig:
     """Seconds of load (enqueueing and faults); the drain comes on top."""
     workers: int = 4
     concurrency: int = 50
+    connections: int = 1
+    """Lanes per worker process (``reproq worker --connections``)."""
     tasks: int | None = None
     """Stop enqueueing after this many workload items (default: ``rate`` x duration)."""
     rate: float = 60.0
@@ -184,6 +186,8 @@ def run_torture(config: TortureConfig, *, progress: Progress | None = None) -> T
     """Run a torture session and return its report (``report.ok`` says if it passed)."""
     if config.workers < 1 or config.concurrency < 1:
         raise UsageError("--workers and --concurrency must be at least 1")
+    if not 1 <= config.connections <= config.concurrency:
+        raise UsageError("--connections must be between 1 and --concurrency")
     if config.duration <= 0:
         raise UsageError("--duration must be positive")
     progress = progress or Progress()
@@ -285,7 +289,10 @@ class _Torture:
                 heartbeat_seconds=cfg.heartbeat_seconds,
                 reclaim_interval_seconds=cfg.reclaim_interval_seconds,
                 shutdown_timeout=cfg.shutdown_timeout,
-                extra_args=cfg.extra_worker_args,
+                extra_args=(
+                    *(("--connections", str(cfg.connections)) if cfg.connections > 1 else ()),
+                    *cfg.extra_worker_args,
+                ),
             ),
             log_dir=self.log_dir,
             ledger_dsn=with_app_name(self.db.dsn, LEDGER_APP_NAME),
@@ -316,7 +323,8 @@ class _Torture:
             on_record=self._show_fault,
         )
         self.progress.note(
-            f"torture: seed {self.seed}, {cfg.workers} workers x {cfg.concurrency}, "
+            f"torture: seed {self.seed}, {cfg.workers} workers x {cfg.concurrency}"
+            f"{f' on {cfg.connections} connections' if cfg.connections > 1 else ''}, "
             f"{cfg.duration:g}s load, {len(plan)} faults planned "
             f"({', '.join(self.faults) or 'none'})"
         )
@@ -569,6 +577,7 @@ class _Torture:
                 "duration": cfg.duration,
                 "workers": cfg.workers,
                 "concurrency": cfg.concurrency,
+                "connections": cfg.connections,
                 "executor": cfg.executor,
                 "rate": cfg.rate if cfg.tasks is None else cfg.tasks / cfg.duration,
                 "tasks": cfg.tasks,

@@ -38,6 +38,8 @@ def test_bench_runs_every_scenario_and_writes_comparable_json(
         runs
     )
     assert runs["thread x1 400 slots"]["concurrency"] == 400
+    lanes = runs["thread x1 800 slots 2 connections"]
+    assert (lanes["workers"], lanes["concurrency"], lanes["connections"]) == (1, 800, 2)
     assert any(label.startswith("thread x") and not label.startswith("thread x1") for label in runs)
     for label, run in runs.items():
         assert "error" not in run, (label, run)

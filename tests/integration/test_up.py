@@ -145,6 +145,32 @@ def test_up_logs_one_line_per_component_with_its_settings(dsn: str, tmp_path: Pa
     assert "database: " in log and "schema version" in log
 
 
+def test_a_pool_with_two_connections_runs_two_lanes(dsn: str, conn: Conn, tmp_path: Path) -> None:
+    body = _config(dsn).replace("concurrency = 4\n", "concurrency = 4\nconnections = 2\n", 1)
+    config = _write(tmp_path / "up.toml", body)
+    with running_up(config, tmp_path / "up.log", args=["--worker-id", "host-b"]) as up:
+        up.wait_ready()
+        with Client(dsn) as client:
+            ids = [client.enqueue(ADD, [i, 1]) for i in range(40)]
+        wait_until(lambda: set(_statuses(conn, ids).values()) == {"SUCCESSFUL"})
+        lanes = conn.execute(
+            "SELECT worker_id, concurrency FROM reproq_workers WHERE worker_id LIKE %s "
+            "ORDER BY worker_id",
+            ("host-b-default%",),
+        ).fetchall()
+        log = up.log()
+        assert up.stop() == 0
+    assert lanes == [
+        {"worker_id": "host-b-default", "concurrency": 2},
+        {"worker_id": "host-b-default.2", "concurrency": 2},
+    ]
+    assert (
+        "pool default: worker_id=host-b-default queues=default concurrency=4 connections=2" in log
+    )
+    running = conn.execute("SELECT count(*) AS n FROM task_runs WHERE status = 'RUNNING'")
+    assert running.fetchone() == {"n": 0}
+
+
 def test_up_syncs_queue_pause_and_rate_limits_from_the_file(
     dsn: str, conn: Conn, tmp_path: Path
 ) -> None:

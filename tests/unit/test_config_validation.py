@@ -597,3 +597,19 @@ def test_a_per_queue_concurrency_cap_is_refused_not_ignored(tmp_path: Path) -> N
     problems = check_file(path, env={})
     assert [(p.key, p.line) for p in problems] == [("queues.cpu.concurrency", 2)]
     assert "concurrency_key" in problems[0].message
+
+
+def test_pool_with_more_connections_than_slots_is_an_error_at_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [[pools]]
+        name = "fast"
+        queues = ["default"]
+        concurrency = 2
+        connections = 3
+        """,
+    )
+    problem = only_problem(path)
+    assert_located(problem, path, "pools[0].connections", 5)
+    assert "must not exceed concurrency (2)" in problem.message

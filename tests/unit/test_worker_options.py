@@ -120,3 +120,19 @@ def test_an_unknown_pool_is_a_usage_error(tmp_path: Path) -> None:
     config.write_text('[worker]\nallowed_task_modules = ["app."]\n')
     with pytest.raises(UsageError, match=r"--pool nope: .* has no such pool"):
         options_from_args(_args("--config", str(config), "--pool", "nope"))
+
+
+def test_connections_flag_and_pool_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REPROQ_CONFIG", raising=False)
+    flags = options_from_args(_args("--allowed-task-modules", "app.", "--concurrency", "400"))
+    assert flags.connections == 1
+    two = _args("--allowed-task-modules", "app.", "--concurrency", "400", "--connections", "2")
+    assert options_from_args(two).connections == 2
+    config = tmp_path / "w.toml"
+    config.write_text(
+        '[worker]\nallowed_task_modules = ["app."]\n'
+        '[[pools]]\nname = "fast"\nqueues = ["q"]\nconcurrency = 800\nconnections = 2\n'
+    )
+    pool = options_from_args(_args("--config", str(config)))
+    assert (pool.concurrency, pool.connections) == (800, 2)
+    assert options_from_args(_args("--config", str(config), "--connections", "4")).connections == 4
