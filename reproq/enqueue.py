@@ -69,7 +69,8 @@ class NewTask:
     ) -> NewTask:
         """Derive the row's columns from the spec (queue, priority, keys, limits, run_after)."""
         text = canonical_json(spec)
-        size = len(text.encode("utf-8"))
+        data = text.encode("utf-8")
+        size = len(data)
         if size > max_spec_bytes:
             raise PayloadTooLarge(
                 f"spec for {spec.get('task_path')!r} is {size} bytes, over the "
@@ -81,7 +82,7 @@ class NewTask:
             spec=spec,
             spec_json=text,
             # Hash the text already built: the same bytes spec_hash() would produce.
-            spec_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            spec_hash=hashlib.sha256(data).hexdigest(),
             task_path=str(spec["task_path"]),
             queue_name=str(spec.get("queue_name") or "default"),
             priority=int(spec.get("priority") or 0),
@@ -227,16 +228,18 @@ def _batches(tasks: Iterable[NewTask], size: int) -> Iterator[list[NewTask]]:
 def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[int]:
     for task in tasks:
         task.validate()
-    reserved = _one(conn.execute(q("enqueue_reserve_ids"), {"n": len(tasks)}).fetchone())
+    reserved = _reserve_ids(conn, len(tasks))
     conn.execute(q("enqueue_drop_buffer"))
     conn.execute(q("enqueue_create_buffer"))
     with conn.cursor() as cur, cur.copy(q("enqueue_copy_buffer")) as copy:
         for rid, task in zip(reserved, tasks, strict=True):
             copy.write_row(task.copy_row(rid))
-    inserted = set(_one(conn.execute(q("enqueue_from_buffer")).fetchone()))
+    moved = conn.execute(q("enqueue_from_buffer"), {"n": len(tasks)}).fetchone()
     conn.execute(q("enqueue_drop_buffer"))
-    if len(inserted) == len(tasks):
-        return reserved
+    assert moved is not None  # an aggregate answers one row
+    if moved["ids"] is None:
+        return reserved  # every row went in
+    inserted = {int(i) for i in moved["ids"]}
     missing = [t.spec_hash for rid, t in zip(reserved, tasks, strict=True) if rid not in inserted]
     active = {
         r["spec_hash"]: int(r["result_id"])
@@ -258,9 +261,14 @@ def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[
     return result
 
 
-def _one(row: Mapping[str, Any] | None) -> list[int]:
-    """The ``ids`` array of a one-row result."""
-    return [int(i) for i in row["ids"]] if row is not None else []
+def _reserve_ids(conn: Conn, n: int) -> list[int]:
+    """``n`` new result ids, ascending."""
+    row = conn.execute(q("enqueue_reserve_ids"), {"n": n}).fetchone()
+    if row is None or row["first"] is None:
+        return []
+    if row["ids"] is None:
+        return list(range(int(row["first"]), int(row["last"]) + 1))
+    return [int(i) for i in row["ids"]]
 
 
 def insert_workflow_run(

@@ -42,6 +42,10 @@ def spec_hash(spec: JSONValue) -> str:
     return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+"""Exact types that encode as themselves (floats need their finiteness checked)."""
+
+
 def encode_value(value: Any, *, where: str = "args") -> JSONValue:
     """Encode one task argument the way reproq-django does.
 
@@ -71,10 +75,15 @@ def encode_value(value: Any, *, where: str = "args") -> JSONValue:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidSpec(f"{where}: dict key {key!r} is not a string")
-            out[key] = encode_value(item, where=f"{where}.{key}")
+            # Plain items are taken as they are: most arguments are, and the path named
+            # in errors is only built for the values that need a closer look.
+            out[key] = item if type(item) in _PLAIN else encode_value(item, where=f"{where}.{key}")
         return out
     if isinstance(value, list | tuple):
-        return [encode_value(item, where=f"{where}[{i}]") for i, item in enumerate(value)]
+        return [
+            item if type(item) in _PLAIN else encode_value(item, where=f"{where}[{i}]")
+            for i, item in enumerate(value)
+        ]
     meta = getattr(value, "_meta", None)
     if meta is not None and hasattr(value, "pk"):
         return {
@@ -132,11 +141,20 @@ def build_spec(
 
 def validate_task_path(task_path: str) -> None:
     """A task path is a dotted ``module.function`` made of identifiers."""
+    if isinstance(task_path, str) and task_path in _VALID_PATHS:
+        return
     parts = task_path.split(".") if isinstance(task_path, str) else []
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
         raise InvalidSpec(
             f"task path {task_path!r} is not a dotted path like 'myapp.tasks.send_email'"
         )
+    if len(_VALID_PATHS) < _VALID_PATHS_MAX:
+        _VALID_PATHS.add(task_path)
+
+
+# Paths already checked: an application has a few task paths and enqueues them many times.
+_VALID_PATHS: set[str] = set()
+_VALID_PATHS_MAX = 10_000
 
 
 def parse_spec(raw: Any, *, result_id: int | None = None) -> dict[str, JSONValue]:

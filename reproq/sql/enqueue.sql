@@ -20,9 +20,16 @@ SELECT result_id, spec_hash FROM task_runs
 WHERE spec_hash = ANY(%(hashes)s::char(64)[]) AND status IN ('READY', 'RUNNING');
 
 -- name: enqueue_reserve_ids
--- One array, not one row per id: a hundred thousand rows cost more to ship than to make.
-SELECT array_agg(nextval(pg_get_serial_sequence('task_runs', 'result_id'))) AS ids
-FROM generate_series(1, %(n)s);
+-- Shipping a hundred thousand ids costs more than making them: when they came out as one
+-- unbroken run (no concurrent enqueue took ids in between), only its ends are returned.
+WITH reserved AS (
+    SELECT nextval(s.seq) AS id
+    FROM (SELECT pg_get_serial_sequence('task_runs', 'result_id')::regclass AS seq) AS s
+    CROSS JOIN generate_series(1, %(n)s)
+)
+SELECT min(id) AS first, max(id) AS last,
+       CASE WHEN max(id) - min(id) + 1 <> %(n)s THEN array_agg(id ORDER BY id) END AS ids
+FROM reserved;
 
 -- name: enqueue_create_buffer
 -- Bulk enqueue streams rows with COPY into this buffer, then moves them with one
@@ -60,7 +67,10 @@ WITH inserted AS (
     ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
     RETURNING result_id
 )
-SELECT coalesce(array_agg(result_id), '{}') AS ids FROM inserted;
+-- The inserted ids only when some rows were left out (duplicates of active specs).
+SELECT count(*) AS n,
+       CASE WHEN count(*) <> %(n)s THEN coalesce(array_agg(result_id), '{}') END AS ids
+FROM inserted;
 
 -- name: enqueue_drop_buffer
 DROP TABLE IF EXISTS reproq_enqueue_buffer;

@@ -90,3 +90,21 @@ def test_parse_spec_names_the_task_on_malformed_json() -> None:
         parse_spec("{nope", result_id=42)
     with pytest.raises(InvalidSpec, match=r"task 7: spec_json\.args must be a list"):
         parse_spec({"task_path": "a.b", "args": {}}, result_id=7)
+
+
+def test_containers_keep_plain_values_and_still_check_the_others() -> None:
+    spec = build_spec("app.tasks.run", [1, "a", None, True], {"n": 2, "f": 1.5, "t": (1, 2)})
+    assert spec["args"] == [1, "a", None, True]
+    assert spec["kwargs"] == {"n": 2, "f": 1.5, "t": [1, 2]}
+    with pytest.raises(InvalidSpec, match=r"args\[2\]: nan is not valid JSON"):
+        build_spec("app.tasks.run", [1, 2, float("nan")])
+    with pytest.raises(InvalidSpec, match=r"kwargs\.x: inf is not valid JSON"):
+        build_spec("app.tasks.run", kwargs={"x": float("inf")})
+
+
+def test_checked_task_paths_are_remembered_but_bad_ones_never_are() -> None:
+    for _ in range(2):  # the second time, the path is already known
+        assert build_spec("app.tasks.run")["task_path"] == "app.tasks.run"
+    for bad in ("not a path", "app..run", None, ["app", "run"]):
+        with pytest.raises(InvalidSpec, match="dotted path"):
+            build_spec(bad)  # type: ignore[arg-type]
