@@ -513,14 +513,17 @@ class _Loader:
             self.sources.setdefault(f"{label}.{field}", "default")
         connections = values.get("connections", 1)
         concurrency = values.get("concurrency", 10)
+        connections_cell = cells.get("connections")
         if (
-            isinstance(connections, int)
+            connections_cell is not None
+            and isinstance(connections, int)
             and isinstance(concurrency, int)
             and connections > concurrency
         ):
             ok = False
-            self.fail_at(
-                (*entry.path, "connections"),
+            self.fail(
+                f"{label}.connections",
+                connections_cell,
                 f"must not exceed concurrency ({concurrency}): every connection's lane "
                 f"needs a slot, got {connections}",
             )

@@ -371,6 +371,7 @@ SCALARS: dict[str, dict[str, Coerce]] = {
         "poll_interval": _POSITIVE,
         # Shorthand for the one default pool, as in upstream's flat [worker] table.
         "concurrency": _integer(minimum=1),
+        "connections": _integer(minimum=1),
         "queues": _string_list(nonempty=True),
         "executor": _choice(ExecutorKind),
         "timeout_seconds": _optional_duration,
@@ -392,6 +393,7 @@ SCALARS: dict[str, dict[str, Coerce]] = {
 # Keys of [worker] that describe the default pool rather than the worker.
 SHORTHAND = {
     "concurrency": "concurrency",
+    "connections": "connections",
     "queues": "queues",
     "executor": "executor",
     "timeout_seconds": "timeout_seconds",

@@ -161,6 +161,7 @@ name = "default"
 queues = ["default"]
 concurrency = 10
 executor = "thread"
+# connections = 1  # lanes, each on its own database connection: for many short tasks
 
 # [[pools]]
 # name = "cpu"

@@ -470,6 +470,15 @@ def test_flat_worker_without_executor_keys_runs_threads(tmp_path: Path) -> None:
     assert (pool.executor, pool.concurrency, pool.queues) == (ExecutorKind.THREAD, 3, ("a",))
 
 
+def test_flat_worker_connections_go_to_the_one_pool(tmp_path: Path) -> None:
+    path = write(tmp_path, "[worker]\nconcurrency = 800\nconnections = 2\n")
+    (pool,) = load_settings(path, env={}).pools
+    assert (pool.concurrency, pool.connections) == (800, 2)
+    too_many = write(tmp_path, "[worker]\nconcurrency = 1\nconnections = 2\n")
+    with pytest.raises(ConfigError, match=r":3: worker\.connections: must not exceed"):
+        load_settings(too_many, env={})
+
+
 # -- show -----------------------------------------------------------------------------
 
 
