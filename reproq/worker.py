@@ -30,6 +30,7 @@ The worker installs no signal handlers: the CLI (or the runtime) calls
 
 from __future__ import annotations
 
+import abc
 import collections
 import enum
 import logging
@@ -72,7 +73,7 @@ from reproq.reclaim import reclaim_expired
 if TYPE_CHECKING:
     from reproq.metrics import MetricsSink
 
-__all__ = ["MIB", "Worker", "WorkerOptions", "WorkerStats", "default_worker_id"]
+__all__ = ["MIB", "InBackground", "Worker", "WorkerOptions", "WorkerStats", "default_worker_id"]
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,47 @@ class _Attempt:
 _Result = Completion | _Outcome
 
 
-class Worker:
+class InBackground(abc.ABC):
+    """:meth:`start` and :meth:`join` for a service whose ``run()`` blocks until it is done.
+
+    ``run()`` then works in a daemon thread named ``_thread_name``, and whatever it raised
+    is kept in ``error`` (and handed to :meth:`_on_error`).
+    """
+
+    error: BaseException | None = None
+    _thread: threading.Thread | None = None
+    _thread_name = "reproq-service"
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Work in the calling thread until done."""
+
+    def start(self) -> None:
+        """Run in a background thread; see :meth:`join` and :attr:`error`."""
+        thread = threading.Thread(target=self._run_captured, name=self._thread_name, daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for what :meth:`start` began; True once it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run_captured(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # surfaced through .error for start()/join() users
+            self.error = exc
+            self._on_error(exc)
+
+    def _on_error(self, exc: BaseException) -> None:
+        """Called in the background thread with what ``run()`` raised."""
+        log.debug("%s ended on an error: %s", self._thread_name, exc)
+
+
+class Worker(InBackground):
     """Executes task runs from the database at ``dsn`` as configured by ``options``.
 
     Run it in the calling thread with :meth:`run`, or in a background thread with
@@ -348,7 +389,7 @@ class Worker:
 
         self._conn: Conn | None = None
         self._listener: Listener | None = None
-        self._thread: threading.Thread | None = None
+        self._thread_name = f"reproq-worker-{self.worker_id}"
         self._started = False
         self._finished = threading.Event()
         self._wake = threading.Event()
@@ -388,20 +429,6 @@ class Worker:
         self._reclaimed = 0
 
     # -- public control ----------------------------------------------------------------
-
-    def start(self) -> None:
-        """Run the worker in a background thread; see :meth:`join` and :attr:`error`."""
-        thread = threading.Thread(target=self._run_captured, name=f"reproq-worker-{self.worker_id}")
-        thread.daemon = True
-        self._thread = thread
-        thread.start()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for a worker started with :meth:`start`; True once it has ended."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def request_stop(self, force: bool = False) -> None:
         """Stop claiming and drain; a second call, or ``force``, gives leases back at once.
@@ -456,12 +483,8 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def _run_captured(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:  # surfaced through .error for start()/join() users
-            self.error = exc
-            log.error("worker %s stopped on an error: %s", self.worker_id, exc)
+    def _on_error(self, exc: BaseException) -> None:
+        log.error("worker %s stopped on an error: %s", self.worker_id, exc)
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(0.2):

@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from reproq.errors import ReproqError
-from reproq.worker import Worker, WorkerOptions, WorkerStats
+from reproq.worker import InBackground, Worker, WorkerOptions, WorkerStats
 
 if TYPE_CHECKING:
     from reproq.metrics import MetricsSink
@@ -68,7 +68,7 @@ def lane_options(options: WorkerOptions) -> list[WorkerOptions]:
     return result
 
 
-class WorkerGroup:
+class WorkerGroup(InBackground):
     """A worker with several lanes (see the module text); used like a :class:`Worker`.
 
     Run it in the calling thread with :meth:`run`, or in a background thread with
@@ -87,23 +87,8 @@ class WorkerGroup:
         self.error: BaseException | None = None
         """Why :meth:`run` ended with an error, if it did (for :meth:`start` users)."""
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread_name = f"reproq-worker-group-{self.worker_id}"
         self._started = False
-
-    def start(self) -> None:
-        """Run the group in a background thread; see :meth:`join` and :attr:`error`."""
-        thread = threading.Thread(
-            target=self._run_captured, name=f"reproq-worker-group-{self.worker_id}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for a group started with :meth:`start`; True once it has ended."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def request_stop(self, force: bool = False) -> None:
         """Stop every lane: drain first; a second call, or ``force``, gives leases back."""
@@ -140,7 +125,7 @@ class WorkerGroup:
                 if stop is not None and stop.is_set() and not self.stopping:
                     self.request_stop()
                 if failure is None:
-                    failure = next((lane.error for lane in self.lanes if lane.error), None)
+                    failure = self._lane_error()
                     if failure is not None:
                         log.error("worker %s: a lane failed, stopping the others", self.worker_id)
                         self.request_stop()
@@ -151,15 +136,13 @@ class WorkerGroup:
         except BaseException:
             self.request_stop(force=True)
             raise
-        failure = failure or next((lane.error for lane in self.lanes if lane.error), None)
+        failure = failure or self._lane_error()
         if failure is not None:
             raise failure
 
-    def _run_captured(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:  # surfaced through .error for start()/join() users
-            self.error = exc
+    def _lane_error(self) -> BaseException | None:
+        """The error of the first lane that ended on one, if any did."""
+        return next((lane.error for lane in self.lanes if lane.error is not None), None)
 
 
 def make_worker(
