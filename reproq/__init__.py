@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reproq.client import Client, configure
     from reproq.errors import (
         ActionNotAllowed,
         AlreadyQueued,
@@ -23,7 +22,8 @@ if TYPE_CHECKING:
         TaskNotFound,
     )
     from reproq.models import ErrorKind, TaskStatus
-    from reproq.task import Signature, Task, task
+    from reproq.producer.client import Client, configure
+    from reproq.producer.task import Signature, Task, task
 
 __version__ = "0.1.0"
 
@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 _HOMES = {
-    "Client": "reproq.client",
-    "configure": "reproq.client",
+    "Client": "reproq.producer.client",
+    "configure": "reproq.producer.client",
     "ActionNotAllowed": "reproq.errors",
     "AlreadyQueued": "reproq.errors",
     "ConfigError": "reproq.errors",
@@ -61,9 +61,9 @@ _HOMES = {
     "TaskNotFound": "reproq.errors",
     "ErrorKind": "reproq.models",
     "TaskStatus": "reproq.models",
-    "Signature": "reproq.task",
-    "Task": "reproq.task",
-    "task": "reproq.task",
+    "Signature": "reproq.producer.task",
+    "Task": "reproq.producer.task",
+    "task": "reproq.producer.task",
 }
 
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from reproq.context import current_task, raise_if_cancelled
-from reproq.task import task
+from reproq.producer.task import task
 
 __all__ = ["add", "fail", "fan_out", "flaky", "noop", "sleep"]
 

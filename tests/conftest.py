@@ -1,6 +1,6 @@
 """Shared fixtures: one PostgreSQL server per test session, one fresh database per test.
 
-The server comes from :func:`reproq.pgserver.throwaway_server`: ``$REPROQ_TEST_DSN`` if
+The server comes from :func:`reproq.pg.server.throwaway_server`: ``$REPROQ_TEST_DSN`` if
 set, else Docker if a daemon answers, else a throwaway local cluster. Database names are
 unique (a random suffix), so parallel workers (``pytest -n``) and runs sharing one
 ``REPROQ_TEST_DSN`` server never collide.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from reproq.db import Conn, connect
-from reproq.pgserver import (
+from reproq.pg.server import (
     TEST_SETTINGS,
     ServerInfo,
     create_database,
@@ -39,7 +39,7 @@ def pg_server() -> Iterator[ServerInfo]:
 def _template_db(pg_server: ServerInfo) -> Iterator[str]:
     """Name of a migrated database that per-test databases are copied from."""
     # Imported here so modules that need no schema run even while migrations are broken.
-    from reproq.migrations import migrate
+    from reproq.pg.migrations import migrate
 
     name = _unique_name("reproq_tpl_")
     create_database(pg_server.dsn, name)

@@ -42,9 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq beat``."""
-    from reproq.beat import Beat
     from reproq.db import connection
-    from reproq.migrations import require_current_schema
+    from reproq.pg.migrations import require_current_schema
+    from reproq.schedule.beat import Beat
 
     interval = parse_duration(args.interval, key="--interval")
     if interval <= 0:

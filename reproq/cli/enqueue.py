@@ -92,9 +92,9 @@ def handle(args: argparse.Namespace) -> int:
     """Run ``reproq enqueue``."""
     from reproq.db import connection
     from reproq.durations import parse_duration, parse_when
-    from reproq.enqueue import insert_task
+    from reproq.producer.enqueue import insert_task
+    from reproq.producer.task import Signature
     from reproq.spec import validate_task_path
-    from reproq.task import Signature
 
     try:
         validate_task_path(args.task_path)

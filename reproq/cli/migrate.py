@@ -29,7 +29,7 @@ def register(subparsers: Subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq migrate``."""
-    from reproq.migrations import latest_version, migrate
+    from reproq.pg.migrations import latest_version, migrate
 
     applied = migrate(dsn_from_args(args))
     for name in applied:

@@ -2,7 +2,7 @@
 resume and status.
 
 Each handler parses and checks its flags, opens one short connection, calls
-:mod:`reproq.admin` (writes) or :mod:`reproq.observe` (reads) — the same functions the
+:mod:`reproq.ops.admin` (writes) or :mod:`reproq.ops.observe` (reads) — the same functions the
 TUI uses — and prints either a compact table or, with ``--json``, a JSON document.
 """
 
@@ -23,8 +23,8 @@ from reproq.db import Conn, connection
 from reproq.errors import UsageError
 
 if TYPE_CHECKING:
-    from reproq.admin import CancelResult
-    from reproq.observe import StatusSummary, TaskDetail, TaskRef
+    from reproq.ops.admin import CancelResult
+    from reproq.ops.observe import StatusSummary, TaskDetail, TaskRef
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -182,7 +182,7 @@ def _register_replay(subparsers: Subparsers) -> None:
 
 
 def _handle_replay(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     _positive(args.id, "--id")
     with _connect(args, "replay") as conn:
@@ -216,7 +216,7 @@ def _register_cancel(subparsers: Subparsers) -> None:
 
 
 def _handle_cancel(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     ids: list[int] = args.id
     for value in ids:
@@ -238,7 +238,7 @@ def _handle_cancel(args: argparse.Namespace) -> int:
 
 
 def _cancel_line(result: CancelResult) -> str:
-    from reproq.admin import CancelOutcome
+    from reproq.ops.admin import CancelOutcome
 
     if result.status is CancelOutcome.CANCEL_REQUESTED:
         return (
@@ -288,7 +288,7 @@ def _register_triage(subparsers: Subparsers) -> None:
 
 
 def _handle_triage_list(args: argparse.Namespace) -> int:
-    from reproq import observe
+    from reproq.ops import observe
 
     _positive(args.limit, "--limit")
     with _connect(args, "triage") as conn:
@@ -321,7 +321,7 @@ def _handle_triage_list(args: argparse.Namespace) -> int:
 
 
 def _handle_triage_inspect(args: argparse.Namespace) -> int:
-    from reproq import observe
+    from reproq.ops import observe
 
     _positive(args.id, "--id")
     with _connect(args, "triage") as conn:
@@ -418,7 +418,7 @@ def _workflow(d: TaskDetail) -> str | None:
 
 
 def _handle_triage_retry(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     _positive(args.limit, "--limit")
     if not args.all and (args.queue or args.task or args.limit):
@@ -484,7 +484,7 @@ def _rate(value: float) -> str:
 
 
 def _handle_limit_set(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     with _connect(args, "limit") as conn:
         lim = admin.set_limit(conn, args.key, args.rate, args.burst)
@@ -496,7 +496,7 @@ def _handle_limit_set(args: argparse.Namespace) -> int:
 
 
 def _handle_limit_ls(args: argparse.Namespace) -> int:
-    from reproq import observe
+    from reproq.ops import observe
 
     with _connect(args, "limit") as conn:
         limits = observe.list_limits(conn)
@@ -522,7 +522,7 @@ def _handle_limit_ls(args: argparse.Namespace) -> int:
 
 
 def _handle_limit_rm(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     with _connect(args, "limit") as conn:
         removed = admin.remove_limit(conn, args.key)
@@ -593,7 +593,7 @@ def _pruned(args: argparse.Namespace, count: int, what: str) -> int:
 
 
 def _handle_prune_expired(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     _positive(args.limit, "--limit")
     with _connect(args, "prune") as conn:
@@ -602,7 +602,7 @@ def _handle_prune_expired(args: argparse.Namespace) -> int:
 
 
 def _handle_prune_finished(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     older = _duration(args.older_than, "--older-than", allow_zero=True)
     _positive(args.batch, "--batch")
@@ -617,7 +617,7 @@ def _handle_prune_finished(args: argparse.Namespace) -> int:
 
 
 def _handle_prune_workers(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     older = _duration(args.older_than, "--older-than")
     with _connect(args, "prune") as conn:
@@ -649,7 +649,7 @@ def _register_pause(subparsers: Subparsers) -> None:
 
 
 def _handle_pause(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     with _connect(args, "pause") as conn:
         state = admin.pause_queue(conn, args.queue, args.reason)
@@ -662,7 +662,7 @@ def _handle_pause(args: argparse.Namespace) -> int:
 
 
 def _handle_resume(args: argparse.Namespace) -> int:
-    from reproq import admin
+    from reproq.ops import admin
 
     with _connect(args, "resume") as conn:
         state = admin.resume_queue(conn, args.queue)
@@ -702,7 +702,7 @@ def _register_status(subparsers: Subparsers) -> None:
 
 
 def _handle_status(args: argparse.Namespace) -> int:
-    from reproq import observe
+    from reproq.ops import observe
 
     stale_after = _duration(args.stale_after, "--stale-after")
     _positive(args.count_cap, "--count-cap")
@@ -723,7 +723,7 @@ def _handle_status(args: argparse.Namespace) -> int:
 
 def render_status(s: StatusSummary) -> str:
     """``reproq status`` as text: a queue table, then workers and limits."""
-    from reproq.observe import format_count
+    from reproq.ops.observe import format_count
 
     cap = s.count_cap
     out: list[str] = []

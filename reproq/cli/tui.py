@@ -31,7 +31,7 @@ def run_tui(args: argparse.Namespace) -> int:
     """Start the app on the database (or on demo data) until the user quits."""
     from reproq.clock import SystemClock
     from reproq.tui.app import ReproqApp
-    from reproq.tui.demo import DemoSource
+    from reproq.tui.demo_source import DemoSource
     from reproq.tui.source import DataSource, PostgresSource
 
     source: DataSource

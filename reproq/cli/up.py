@@ -85,8 +85,8 @@ def handle(args: argparse.Namespace) -> int:
     from psycopg.conninfo import conninfo_to_dict
 
     from reproq.config import load_settings, resolve_config_path
-    from reproq.logs import setup_logging
-    from reproq.runtime import Runtime
+    from reproq.runtime.logs import setup_logging
+    from reproq.runtime.supervisor import Runtime
 
     path: Path | None = resolve_config_path(args.config_file or args.config)
     overrides = _overrides(args)

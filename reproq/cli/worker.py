@@ -22,7 +22,7 @@ from reproq.durations import parse_duration
 from reproq.errors import UsageError
 
 if TYPE_CHECKING:
-    from reproq.worker import WorkerOptions
+    from reproq.engine.worker import WorkerOptions
 
 __all__ = ["ALLOWED_ENV", "executor_options", "handle", "options_from_args", "register"]
 
@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     child.add_argument(
         "--executor-module",
         help="module run as `python -m MODULE` by the subprocess executor "
-        "(default: reproq.executor)",
+        "(default: reproq.executors.contract)",
     )
     child.add_argument(
         "--max-tasks-per-child", type=int, help="recycle process-executor children after N tasks"
@@ -161,7 +161,7 @@ _FLAG_FIELDS = {
 def _options_from_config(path: Path, args: argparse.Namespace) -> WorkerOptions:
     """The worker options of one pool of a config file (defaults < file < env)."""
     from reproq.config import load_settings
-    from reproq.runtime import worker_options
+    from reproq.runtime.supervisor import worker_options
 
     settings = load_settings(path)
     if args.pool:
@@ -176,7 +176,7 @@ def _options_from_config(path: Path, args: argparse.Namespace) -> WorkerOptions:
 
 def options_from_args(args: argparse.Namespace) -> WorkerOptions:
     """The worker's options: defaults < ``--config`` pool (and its env) < flags."""
-    from reproq.worker import WorkerOptions, default_worker_id
+    from reproq.engine.worker import WorkerOptions, default_worker_id
 
     config = resolve_config_path(getattr(args, "config", None))
     if config is not None:
@@ -218,7 +218,7 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq worker`` until signalled."""
-    from reproq.worker_group import make_worker
+    from reproq.engine.worker_group import make_worker
 
     options = options_from_args(args)
     dsn = dsn_from_args(args)

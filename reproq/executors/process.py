@@ -1,10 +1,11 @@
 """The ``process`` executor: a pool of long-lived child processes fed over pipes.
 
-Each child (:mod:`reproq._child`) is a Python process started once (``forkserver`` by
-default, or ``spawn``; never a ``fork`` of the threaded worker), leading its own process
-group. A slot thread checks one idle child out, sends it the call as JSON, waits for the
-envelope and checks the child back in, so imports stay warm and no interpreter starts per
-task. The same child serves consecutive tasks until ``max_tasks_per_child`` recycles it.
+Each child (:mod:`reproq.executors.process_child`) is a Python process started once
+(``forkserver`` by default, or ``spawn``; never a ``fork`` of the threaded worker),
+leading its own process group. A slot thread checks one idle child out, sends it the
+call as JSON, waits for the envelope and checks the child back in, so imports stay warm
+and no interpreter starts per task. The same child serves consecutive tasks until
+``max_tasks_per_child`` recycles it.
 
 Isolation and hard limits:
 
@@ -45,7 +46,6 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
-from reproq._child import STDERR_FILE, STDOUT_FILE, serve
 from reproq.errors import ConfigError, ReproqError
 from reproq.executors._common import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -58,6 +58,7 @@ from reproq.executors._common import (
     signal_group,
 )
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
+from reproq.executors.process_child import STDERR_FILE, STDOUT_FILE, serve
 from reproq.models import ErrorKind
 
 logger = logging.getLogger("reproq.executors.process")
@@ -231,7 +232,7 @@ class ProcessExecutor:
         )
         if start_method == "forkserver":
             # Only effective before the (process-wide) fork server first starts.
-            self._context.set_forkserver_preload(["reproq._child", *self.preload])
+            self._context.set_forkserver_preload(["reproq.executors.process_child", *self.preload])
         self._cond = threading.Condition()
         self._spawn_lock = threading.Lock()
         self._idle: list[_Child] = []  # a stack: the most recently used child goes first

@@ -41,7 +41,6 @@ from collections.abc import Mapping
 from typing import IO, Any, Literal, get_args
 
 from reproq.errors import ConfigError
-from reproq.executor import WORKER_ID_ENV, production_mode
 from reproq.executors._common import (
     DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -54,6 +53,7 @@ from reproq.executors._common import (
     tail,
 )
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
+from reproq.executors.contract import WORKER_ID_ENV, production_mode
 from reproq.models import ErrorKind
 
 PayloadMode = Literal["stdin", "file", "inline"]

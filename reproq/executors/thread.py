@@ -21,8 +21,8 @@ from typing import Any
 
 from reproq import context
 from reproq.errors import TaskCancelled
-from reproq.executor import exception_class_name, resolve_task
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
+from reproq.executors.contract import exception_class_name, resolve_task
 from reproq.models import ErrorKind
 
 __all__ = ["ThreadExecutor"]

@@ -35,20 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import reproq
-from reproq.client import Client
 from reproq.db import Conn, connect, translate_errors
 from reproq.errors import DatabaseError, ReproqError, UsageError
-from reproq.migrations import migrate
-from reproq.pgserver import (
+from reproq.pg.migrations import migrate
+from reproq.pg.server import (
     create_database,
     drop_database,
     dsn_with_dbname,
     throwaway_server,
 )
+from reproq.producer.client import Client
+from reproq.producer.task import Signature
 from reproq.queries import q
 from reproq.stress.fleet import Fleet, WorkerSettings
 from reproq.stress.report import Progress
-from reproq.task import Signature
 
 __all__ = [
     "BENCH_SETTINGS",

@@ -38,12 +38,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from reproq import admin
-from reproq.client import Client
 from reproq.db import Conn, connect, translate_errors
 from reproq.errors import ActionNotAllowed, DatabaseError, TaskNotFound, UsageError
-from reproq.migrations import migrate
-from reproq.pgserver import (
+from reproq.ops import admin
+from reproq.pg.migrations import migrate
+from reproq.pg.server import (
     LocalPostgres,
     ServerKind,
     create_database,
@@ -51,6 +50,7 @@ from reproq.pgserver import (
     dsn_with_dbname,
     throwaway_server,
 )
+from reproq.producer.client import Client
 from reproq.queries import q
 from reproq.stress.checker import check, evidence
 from reproq.stress.faults import (

@@ -1,7 +1,7 @@
 """The ``reproq tui`` application: screens, live refresh and operator actions.
 
 All I/O runs in thread workers: one refresh of the visible screen at a time (never
-overlapping), operator actions through :mod:`reproq.admin` via the data source, and a
+overlapping), operator actions through :mod:`reproq.ops.admin` via the data source, and a
 LISTEN loop that marks data stale. The UI thread only decides and draws.
 """
 

@@ -1,9 +1,9 @@
 """The data source seam of the TUI: everything it reads and every change it makes.
 
 Screens talk to a :class:`DataSource` and never to a database. :class:`PostgresSource`
-is the real one: each method is one call into :mod:`reproq.observe` (reads) or
-:mod:`reproq.admin` (writes), the same functions the CLI uses, over one connection.
-The demo source (:mod:`reproq.tui.demo`) generates data in memory for ``--demo`` and
+is the real one: each method is one call into :mod:`reproq.ops.observe` (reads) or
+:mod:`reproq.ops.admin` (writes), the same functions the CLI uses, over one connection.
+The demo source (:mod:`reproq.tui.demo_source`) generates data in memory for ``--demo`` and
 for deterministic snapshots.
 
 Every method blocks, so the app only calls them from worker threads.
@@ -22,8 +22,10 @@ from urllib.parse import unquote, urlparse
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from reproq import admin, observe
-from reproq.admin import (
+from reproq.db import Conn, connect, redact_dsn, translate_errors
+from reproq.errors import DatabaseError
+from reproq.ops import admin, observe
+from reproq.ops.admin import (
     BulkResult,
     CancelResult,
     QueueState,
@@ -31,10 +33,8 @@ from reproq.admin import (
     RetryResult,
     ScheduleState,
 )
-from reproq.changes import ChangeFeed
-from reproq.db import Conn, connect, redact_dsn, translate_errors
-from reproq.errors import DatabaseError
-from reproq.observe import (
+from reproq.ops.change_feed import ChangeFeed
+from reproq.ops.observe import (
     FailingTask,
     QueueInfo,
     ScheduleInfo,
@@ -86,7 +86,7 @@ class DataSource(Protocol):
     """What the TUI reads and changes. Methods block; call them from worker threads.
 
     Reads raise :class:`SourceUnavailable` when the database cannot be reached; writes
-    raise the :mod:`reproq.admin` errors (``ActionNotAllowed``, ``AlreadyQueued``,
+    raise the :mod:`reproq.ops.admin` errors (``ActionNotAllowed``, ``AlreadyQueued``,
     ``TaskNotFound``, ``NotFound``) unchanged so the app can show them.
     """
 
@@ -170,7 +170,7 @@ ActionJob = Callable[["DataSource", str], str]
 
 
 class PostgresSource:
-    """The real source: :mod:`reproq.observe` and :mod:`reproq.admin` over one connection.
+    """The real source: :mod:`reproq.ops.observe` and :mod:`reproq.ops.admin` over one connection.
 
     Calls are serialised on the connection (a refresh and an action never interleave
     their statements). A lost connection is dropped and reopened on the next call, so

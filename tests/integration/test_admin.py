@@ -1,4 +1,4 @@
-"""Operator writes (reproq.admin): replay, cancel, retry, pause, rate limits, prune, schedules."""
+"""Operator writes (reproq.ops.admin): replay, cancel, retry, pause, limits, prune, schedules."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from reproq import admin
 from reproq.db import Conn
-from reproq.enqueue import insert_task
 from reproq.errors import (
     ActionNotAllowed,
     AlreadyQueued,
@@ -18,9 +16,11 @@ from reproq.errors import (
     TaskNotFound,
     UsageError,
 )
+from reproq.ops import admin
+from reproq.producer.enqueue import insert_task
+from reproq.producer.task import Signature
+from reproq.producer.workflow import enqueue_chain, enqueue_chord
 from reproq.spec import spec_hash
-from reproq.task import Signature
-from reproq.workflow import enqueue_chain, enqueue_chord
 
 
 def _enqueue(conn: Conn, path: str = "app.tasks.work", *args: Any, **options: Any) -> int:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from reproq.beat import Beat, SyncReport, current_leader, sync_schedules
 from reproq.cli import main
 from reproq.clock import FakeClock
 from reproq.db import Conn, connect
 from reproq.errors import ConfigError, DatabaseError
+from reproq.schedule.beat import Beat, SyncReport, current_leader, sync_schedules
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from reproq.changes import ChangeFeed
-from reproq.client import Client
 from reproq.db import Conn
 from reproq.errors import DatabaseError
+from reproq.ops.change_feed import ChangeFeed
+from reproq.producer.client import Client
 
 
 def test_feed_reports_the_queues_of_new_ready_rows(dsn: str) -> None:

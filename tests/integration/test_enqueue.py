@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from reproq.client import Client
 from reproq.db import Conn
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
+from reproq.producer.client import Client
+from reproq.producer.task import Signature, task
 from reproq.spec import spec_hash
-from reproq.task import Signature, task
 
 
 @pytest.fixture

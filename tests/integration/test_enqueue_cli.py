@@ -10,7 +10,7 @@ import pytest
 
 from reproq.cli import main
 from reproq.db import Conn
-from reproq.migrations import latest_version
+from reproq.pg.migrations import latest_version
 from reproq.spec import spec_hash
 
 

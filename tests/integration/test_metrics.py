@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reproq.client import Client
 from reproq.db import Conn
+from reproq.producer.client import Client
 from tests.integration.up_harness import (
     fetch,
     metric,

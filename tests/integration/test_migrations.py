@@ -8,7 +8,7 @@ import pytest
 
 from reproq.db import connect
 from reproq.errors import DatabaseError
-from reproq.migrations import available_migrations, current_version, latest_version, migrate
+from reproq.pg.migrations import available_migrations, current_version, latest_version, migrate
 
 _DJANGO_TASK_RUNS = """
 CREATE TABLE task_runs (

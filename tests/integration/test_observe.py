@@ -1,4 +1,4 @@
-"""Read-only views (reproq.observe): summary, queues, task listings, detail, rates."""
+"""Read-only views (reproq.ops.observe): summary, queues, task listings, detail, rates."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from reproq import admin, observe
 from reproq.db import Conn
-from reproq.enqueue import insert_task
 from reproq.errors import TaskNotFound, UsageError
 from reproq.models import TaskStatus
-from reproq.observe import TaskFilter
-from reproq.task import Signature
-from reproq.workflow import enqueue_chain, enqueue_chord
+from reproq.ops import admin, observe
+from reproq.ops.observe import TaskFilter
+from reproq.producer.enqueue import insert_task
+from reproq.producer.task import Signature
+from reproq.producer.workflow import enqueue_chain, enqueue_chord
 
 
 def _enqueue(conn: Conn, path: str = "app.tasks.work", *args: Any, **options: Any) -> int:
@@ -392,8 +392,8 @@ def test_top_failing_ranks_task_paths_by_failures_in_the_window(conn: Conn) -> N
 
 
 def test_beat_status_names_the_leader_and_the_next_fire(dsn: str, conn: Conn) -> None:
-    from reproq.beat import BEAT_LOCK_ID
     from reproq.db import connect
+    from reproq.schedule.beat import BEAT_LOCK_ID
 
     assert observe.beat_status(conn) == observe.BeatStatus(
         leader_pid=None,

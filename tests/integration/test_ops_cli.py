@@ -13,8 +13,8 @@ import pytest
 
 from reproq.cli import main
 from reproq.db import Conn
-from reproq.enqueue import insert_task
-from reproq.task import Signature
+from reproq.producer.enqueue import insert_task
+from reproq.producer.task import Signature
 
 BAD_DSN = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=3"
 

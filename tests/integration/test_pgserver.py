@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from reproq.errors import LocalServerError
-from reproq.pgserver import (
+from reproq.pg.server import (
     ENV_TEST_DSN,
     TEMP_PREFIX,
     TEST_SETTINGS,
@@ -194,7 +194,7 @@ def test_sweep_stops_and_removes_the_cluster_of_a_killed_owner(cluster_root: Pat
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from reproq.pgserver import throwaway_server\n"
+            "from reproq.pg.server import throwaway_server\n"
             "with throwaway_server(settings={'fsync': 'off'}, require_local=True) as info:\n"
             "    print(info.local.data_dir, flush=True)\n"
             "    time.sleep(300)\n",

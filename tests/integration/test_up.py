@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from reproq.client import Client
 from reproq.config import load_settings
 from reproq.db import Conn, connect
-from reproq.health import ComponentState, HealthReport
-from reproq.pgserver import LocalPostgres, attach_dsn
-from reproq.runtime import Runtime
+from reproq.pg.server import LocalPostgres, attach_dsn
+from reproq.producer.client import Client
+from reproq.runtime.health import ComponentState, HealthReport
+from reproq.runtime.supervisor import Runtime
 from tests.integration.up_harness import (
     ROOT,
     clean_env,
@@ -203,7 +203,7 @@ burst = 7
 def test_a_queue_the_file_does_not_pause_keeps_an_operator_pause(
     dsn: str, conn: Conn, tmp_path: Path
 ) -> None:
-    from reproq.admin import pause_queue
+    from reproq.ops.admin import pause_queue
 
     pause_queue(conn, "default", "operator")
     config = _write(tmp_path / "up.toml", _config(dsn, "[queues.default]\nrate = 100\n"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from reproq import admin
 from reproq.db import Conn
 from reproq.executors import make_executor
 from reproq.executors.mock import MockExecutor
+from reproq.ops import admin
 from tests.integration.worker_harness import (
     enqueue,
     errors,

@@ -6,8 +6,8 @@ import datetime as dt
 import time
 from typing import Any
 
-from reproq.claim import Claimer
 from reproq.db import Conn
+from reproq.engine.claim import Claimer
 from reproq.models import TaskStatus
 from tests.integration.worker_harness import enqueue, row, running, wait_all, wait_status
 
@@ -228,7 +228,7 @@ def test_concurrency_limit_caps_running_rows_of_a_key(conn: Conn) -> None:
 
 
 def test_a_running_worker_respects_a_rate_limit(dsn: str, conn: Conn) -> None:
-    from reproq import admin
+    from reproq.ops import admin
 
     admin.set_limit(conn, "global", rate=10, burst=2)
     ids = [enqueue(conn, "add", i, 0) for i in range(10)]
@@ -246,7 +246,7 @@ def test_a_running_worker_respects_a_rate_limit(dsn: str, conn: Conn) -> None:
 def test_a_running_worker_leaves_a_paused_queue_alone_until_it_is_resumed(
     dsn: str, conn: Conn
 ) -> None:
-    from reproq import admin
+    from reproq.ops import admin
 
     admin.pause_queue(conn, "default", reason="maintenance")
     rid = enqueue(conn, "add", 1, 1)

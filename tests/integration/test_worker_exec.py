@@ -46,7 +46,7 @@ def test_the_task_sees_its_own_attempt_through_the_context(dsn: str, conn: Conn)
 
 
 def test_a_task_declared_with_takes_context_gets_it_first(dsn: str, conn: Conn) -> None:
-    from reproq.enqueue import NewTask, insert_task
+    from reproq.producer.enqueue import NewTask, insert_task
 
     spec = build_spec("tests.tasks.sample.with_context", [7], takes_context=True)
     rid = insert_task(conn, NewTask.from_spec(spec))
@@ -319,7 +319,7 @@ def test_the_worker_registers_itself_and_touches_last_seen_on_heartbeats(
 
 
 def test_tasks_that_enqueue_more_work_reach_the_same_database(dsn: str, conn: Conn) -> None:
-    from reproq.client import configure
+    from reproq.producer.client import configure
 
     configure(dsn)
     rid = enqueue(conn, "reproq.demo.fan_out", 3)

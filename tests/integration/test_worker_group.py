@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from reproq.db import Conn
+from reproq.engine.worker import Worker
+from reproq.engine.worker_group import WorkerGroup, make_worker
 from reproq.errors import ConfigError
-from reproq.worker import Worker
-from reproq.worker_group import WorkerGroup, make_worker
 from tests.integration.worker_harness import (
     enqueue,
     options,

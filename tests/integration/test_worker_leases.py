@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from reproq.claim import Claimer
-from reproq.completion import Completion, flush
 from reproq.db import Conn
-from reproq.lease import Lease, give_back
+from reproq.engine.claim import Claimer
+from reproq.engine.completion import Completion, flush
+from reproq.engine.lease import Lease, give_back
+from reproq.engine.reclaim import reclaim_expired
 from reproq.models import TaskStatus
-from reproq.reclaim import reclaim_expired
 from tests.integration.worker_harness import (
     enqueue,
     errors,

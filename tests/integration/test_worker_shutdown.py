@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from reproq.db import Conn
-from reproq.worker import Worker
+from reproq.engine.worker import Worker
 from tests.integration.worker_harness import (
     enqueue,
     options,

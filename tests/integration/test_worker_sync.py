@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from reproq.claim import Claimer
-from reproq.completion import Completion, encode, flush
 from reproq.db import Conn
-from reproq.lease import WorkerRecord, give_back, renew
+from reproq.engine.claim import Claimer
+from reproq.engine.completion import Completion, encode, flush
+from reproq.engine.lease import WorkerRecord, give_back, renew
 from reproq.models import TaskStatus
 from reproq.queries import q
 from tests.integration.worker_harness import enqueue, row

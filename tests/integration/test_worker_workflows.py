@@ -6,8 +6,8 @@ import itertools
 from typing import Any
 
 from reproq.db import Conn
-from reproq.task import Signature
-from reproq.workflow import enqueue_chain, enqueue_chord, enqueue_group
+from reproq.producer.task import Signature
+from reproq.producer.workflow import enqueue_chain, enqueue_chord, enqueue_group
 from tests.integration.worker_harness import (
     errors,
     row,

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from reproq.db import Conn
-from reproq.enqueue import insert_task
+from reproq.engine.worker import Worker, WorkerOptions
 from reproq.executors.base import Executor
-from reproq.task import Signature
-from reproq.worker import Worker, WorkerOptions
+from reproq.producer.enqueue import insert_task
+from reproq.producer.task import Signature
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = "tests.tasks.sample"

@@ -1,7 +1,7 @@
 """Fixtures for the TUI tests: a seeded database, a fast-refreshing app, waiting helpers.
 
 Pilot tests are plain functions that run their scenario with :func:`drive`, so no
-asyncio plugin is needed. Rows are seeded through :class:`reproq.client.Client` and then
+asyncio plugin is needed. Rows are seeded through :class:`reproq.producer.client.Client` and then
 moved into the state a test needs with plain SQL, as a worker would have left them.
 """
 
@@ -19,8 +19,8 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from reproq.client import Client
 from reproq.db import Conn
+from reproq.producer.client import Client
 from reproq.tui.app import ReproqApp
 from reproq.tui.live import RefreshPlanner
 from reproq.tui.source import DataSource, PostgresSource

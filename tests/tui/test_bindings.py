@@ -13,7 +13,7 @@ from textual.widgets import Input
 from reproq.clock import FakeClock
 from reproq.tui.app import ReproqApp
 from reproq.tui.bindings import APP_KEYS, SCREEN_KEYS, SCREEN_TITLES, keys_for
-from reproq.tui.demo import DemoSource
+from reproq.tui.demo_source import DemoSource
 from reproq.tui.screens.base import DataScreen
 from reproq.tui.screens.confirm import ConfirmScreen
 from reproq.tui.screens.help import HelpScreen

@@ -9,8 +9,8 @@ import pytest
 from reproq.clock import FakeClock
 from reproq.errors import ActionNotAllowed, AlreadyQueued
 from reproq.models import TaskStatus
-from reproq.observe import TaskFilter, TaskOrder, parse_filter
-from reproq.tui.demo import DemoSource
+from reproq.ops.observe import TaskFilter, TaskOrder, parse_filter
+from reproq.tui.demo_source import DemoSource
 from tests.tui.conftest import T0
 
 

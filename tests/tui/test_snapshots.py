@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from reproq.clock import FakeClock
 from reproq.tui.app import ReproqApp
-from reproq.tui.demo import DemoSource
+from reproq.tui.demo_source import DemoSource
 from reproq.tui.screens.task_detail import TaskDetailScreen
 from reproq.tui.screens.tasks import TasksScreen
 from reproq.tui.widgets.keyed_table import KeyedTable

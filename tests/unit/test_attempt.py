@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reproq.attempt import (
+from reproq.engine.attempt import (
     AllowList,
     AttemptPolicy,
     Refusal,
@@ -18,9 +18,9 @@ from reproq.attempt import (
     prepare_call,
     truncate_utf8,
 )
-from reproq.claim import ClaimedRow
+from reproq.engine.claim import ClaimedRow
+from reproq.engine.lease import Lease
 from reproq.executors.base import Outcome, TaskCall
-from reproq.lease import Lease
 from reproq.models import ErrorKind, TaskStatus
 from reproq.spec import build_spec
 

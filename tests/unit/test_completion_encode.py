@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reproq.completion import Completion, encode
+from reproq.engine.completion import Completion, encode
 from reproq.models import TaskStatus
 
 _AWKWARD = 'quote " backslash \\ newline \n tab \t unicode é ✓ \u2028'

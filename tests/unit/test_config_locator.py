@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from reproq._config_text import (
+from reproq.config.text import (
     KeyLocator,
     MissingVariable,
     dotted_key,

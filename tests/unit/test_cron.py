@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reproq.clock import FakeClock, SystemClock
-from reproq.cron import (
+from reproq.schedule.cron import (
     MISSED_COUNT_CAP,
     CronSchedule,
     MisfirePlan,

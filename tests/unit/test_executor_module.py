@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reproq.executor import call_task, exception_class_name, production_mode, resolve_task
+from reproq.executors.contract import call_task, exception_class_name, production_mode, resolve_task
 from tests.tasks import executors as tasks
 
 ROOT = Path(__file__).resolve().parents[2]

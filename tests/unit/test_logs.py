@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reproq.logs import REDACTED, redact_text, redact_value, register_secret, setup_logging
+from reproq.runtime.logs import REDACTED, redact_text, redact_value, register_secret, setup_logging
 
 
 @pytest.fixture

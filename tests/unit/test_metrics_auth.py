@@ -14,9 +14,9 @@ import pytest
 
 from reproq.config import MetricsSettings
 from reproq.errors import ReproqError
-from reproq.health import ComponentState, HealthCheck, HealthReport
-from reproq.httpserver import MetricsServer, client_allowed
-from reproq.metrics import ProcessedStatus, RuntimeMetrics
+from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
+from reproq.runtime.httpserver import MetricsServer, client_allowed
+from reproq.runtime.metrics import ProcessedStatus, RuntimeMetrics
 
 
 def _fetch(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:

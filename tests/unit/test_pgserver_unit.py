@@ -1,4 +1,4 @@
-"""reproq.pgserver without a running server: DSNs, settings, binaries lookup, sweeping."""
+"""reproq.pg.server without a running server: DSNs, settings, binaries lookup, sweeping."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from reproq import pgserver
 from reproq.errors import LocalServerError, UsageError
-from reproq.pgserver import (
+from reproq.pg import server as pgserver
+from reproq.pg.server import (
     ENV_PG_BIN,
     TEMP_PREFIX,
     LocalPostgres,

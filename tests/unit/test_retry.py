@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from reproq.engine.retry import BACKOFF_CAP_SECONDS, backoff_seconds, decide
 from reproq.models import ErrorKind
-from reproq.retry import BACKOFF_CAP_SECONDS, backoff_seconds, decide
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reproq.engine.worker import WorkerOptions
+from reproq.engine.worker_group import lane_options, split
 from reproq.errors import ConfigError
-from reproq.worker import WorkerOptions
-from reproq.worker_group import lane_options, split
 
 
 def test_split_shares_as_evenly_as_possible() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from reproq.cli import build_parser, main
 from reproq.cli.worker import options_from_args
+from reproq.engine.worker import WorkerOptions, default_worker_id
 from reproq.errors import ConfigError, UsageError
-from reproq.worker import WorkerOptions, default_worker_id
 
 
 def test_the_allow_list_must_be_given_explicitly() -> None:

@@ -7,7 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from reproq.observe import DEFAULT_COUNT_CAP, QueueInfo, format_count
+from reproq.ops.observe import DEFAULT_COUNT_CAP, QueueInfo, format_count
 from reproq.tui import format as fmt
 from reproq.tui.bindings import bindings_for
 from reproq.tui.screens.base import DataScreen

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from reproq.models import TaskStatus
-from reproq.observe import TaskDetail, TaskRef, TaskRow
+from reproq.ops.observe import TaskDetail, TaskRef, TaskRow
 from reproq.tui import format as fmt
 from reproq.tui.bindings import bindings_for
 from reproq.tui.screens.base import DataScreen

@@ -10,10 +10,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Input, Static
 
-from reproq.admin import CancelOutcome
 from reproq.errors import UsageError
 from reproq.models import TaskStatus
-from reproq.observe import TaskFilter, TaskOrder, TaskRow, parse_filter
+from reproq.ops.admin import CancelOutcome
+from reproq.ops.observe import TaskFilter, TaskOrder, TaskRow, parse_filter
 from reproq.tui import format as fmt
 from reproq.tui.bindings import bindings_for
 from reproq.tui.screens.base import DataScreen

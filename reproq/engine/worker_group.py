@@ -2,7 +2,7 @@
 
 A worker's connection carries one round trip at a time, and for short tasks the
 database's work on that round trip sets the pace: the server spends one core at most on
-it. With ``connections = N`` a worker runs N lanes, each a :class:`~reproq.worker.Worker`
+it. With ``connections = N`` a worker runs N lanes, each a :class:`~reproq.engine.worker.Worker`
 with its share of the slots, its own connection and its own control loop, so the server
 works on N round trips at once.
 
@@ -19,11 +19,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from reproq.engine.worker import InBackground, Worker, WorkerOptions, WorkerStats
 from reproq.errors import ReproqError
-from reproq.worker import InBackground, Worker, WorkerOptions, WorkerStats
 
 if TYPE_CHECKING:
-    from reproq.metrics import MetricsSink
+    from reproq.runtime.metrics import MetricsSink
 
 __all__ = ["WorkerGroup", "lane_options", "make_worker", "split"]
 

@@ -2,12 +2,12 @@
 
 :class:`Runtime` does, in order:
 
-1. start the embedded PostgreSQL when no DSN is configured (:mod:`reproq.embedded`);
+1. start the embedded PostgreSQL when no DSN is configured (:mod:`reproq.runtime.embedded`);
 2. check the database answers, then apply migrations (or, with ``migrate=False``,
    require an up-to-date schema);
 3. sync the file's ``[queues]`` (pause state) and rate limits (``[limits]`` and each
-   queue's ``rate``/``burst``) through :mod:`reproq.admin`, and its ``[[schedules]]``
-   into ``periodic_tasks`` through :func:`reproq.beat.sync_schedules`;
+   queue's ``rate``/``burst``) through :mod:`reproq.ops.admin`, and its ``[[schedules]]``
+   into ``periodic_tasks`` through :func:`reproq.schedule.beat.sync_schedules`;
 4. start the components, each on its own thread: one worker per ``[[pools]]`` entry
    (worker id ``<worker_id or host-pid>-<pool>``; the workers also reclaim expired
    leases), the beat when enabled, and the ``/metrics`` + ``/healthz`` server when
@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from reproq.beat import Beat, SyncReport, sync_schedules
 from reproq.clock import Clock, SystemClock
 from reproq.config import (
     MockOptions,
@@ -58,13 +57,14 @@ from reproq.config import (
     SubprocessOptions,
 )
 from reproq.db import Conn, connection, redact_dsn
-from reproq.embedded import EmbeddedPostgres
+from reproq.engine.worker import Worker, WorkerOptions
+from reproq.engine.worker_group import WorkerGroup, make_worker
 from reproq.errors import ConfigError, NotFound, ReproqError
-from reproq.health import ComponentState, HealthCheck, HealthReport
-from reproq.httpserver import MetricsServer
-from reproq.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
-from reproq.worker import Worker, WorkerOptions
-from reproq.worker_group import WorkerGroup, make_worker
+from reproq.runtime.embedded import EmbeddedPostgres
+from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
+from reproq.runtime.httpserver import MetricsServer
+from reproq.runtime.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
+from reproq.schedule.beat import Beat, SyncReport, sync_schedules
 
 __all__ = [
     "BACKOFF_MAX",
@@ -100,7 +100,7 @@ class Service(Protocol):
 
 
 def worker_options(settings: Settings, pool: PoolSettings) -> WorkerOptions:
-    """The :class:`~reproq.worker.WorkerOptions` of *pool*'s worker."""
+    """The :class:`~reproq.engine.worker.WorkerOptions` of *pool*'s worker."""
     worker = settings.worker
     return WorkerOptions(
         worker_id=pool_worker_id(settings, pool),
@@ -339,7 +339,7 @@ class Runtime:
         os.environ["REPROQ_DSN"] = self._dsn
 
     def _prepare_schema(self) -> None:
-        from reproq.migrations import current_version, migrate, require_current_schema
+        from reproq.pg.migrations import current_version, migrate, require_current_schema
 
         dsn = self.dsn
         # Connecting first turns "unreachable" into one clear line naming the (redacted) DSN.
@@ -805,8 +805,8 @@ def _sync_queues(conn: Conn, settings: Settings, previous: Settings | None) -> t
     Queues whose pause state the file does not state keep whatever an operator set with
     ``reproq pause``/``resume`` or the TUI.
     """
-    from reproq.admin import pause_queue, resume_queue
-    from reproq.observe import list_queues
+    from reproq.ops.admin import pause_queue, resume_queue
+    from reproq.ops.observe import list_queues
 
     current = {q.queue: q for q in list_queues(conn, count_cap=1)}
     changed: list[str] = []
@@ -838,8 +838,8 @@ def _sync_limits(
     Returns (keys set, keys removed). At start, limits in the database that the file
     does not mention are kept (``reproq limit set`` may have made them) and listed.
     """
-    from reproq.admin import remove_limit, set_limit
-    from reproq.observe import list_limits
+    from reproq.ops.admin import remove_limit, set_limit
+    from reproq.ops.observe import list_limits
 
     existing = {lim.key: lim for lim in list_limits(conn)}
     wanted: Mapping[str, RateLimitSettings] = {lim.key: lim for lim in settings.limits}

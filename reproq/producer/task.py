@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from reproq.enqueue import NewTask
 from reproq.errors import InvalidSpec
+from reproq.producer.enqueue import NewTask
 from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, build_spec
 
 if TYPE_CHECKING:
-    from reproq.client import Client
+    from reproq.producer.client import Client
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,7 +108,7 @@ class Task(Generic[P, R]):
 
     def enqueue(self, *args: Any, client: Client | None = None, **kwargs: Any) -> int:
         """Enqueue one run with these arguments; returns its result_id."""
-        from reproq.client import default_client
+        from reproq.producer.client import default_client
 
         return (client or default_client()).enqueue_signature(self.sig(*args, **kwargs))
 

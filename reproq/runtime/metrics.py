@@ -8,7 +8,7 @@ Two kinds of series share one :class:`~prometheus_client.CollectorRegistry`:
   (``status`` is ``success``, ``failure``, ``retry`` or ``cancelled``) and
   ``reproq_exec_duration_seconds{queue}``. They count what *this process* did.
 - **Gauges read from the database on scrape** by :class:`DatabaseCollector`, through
-  :mod:`reproq.observe`, cached for a couple of seconds so that several scrapers cost one
+  :mod:`reproq.ops.observe`, cached for a couple of seconds so that several scrapers cost one
   set of queries: ``reproq_queue_depth{queue,status}``, ``reproq_tasks_running{queue}``,
   ``reproq_workers``, ``reproq_concurrency_in_use``, ``reproq_concurrency_limit``,
   ``reproq_queue_paused{queue}``, ``reproq_queue_oldest_ready_age_seconds{queue}`` and
@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from reproq.db import Conn, connect, first_line
 from reproq.errors import DatabaseError
 from reproq.models import TaskStatus
-from reproq.observe import StatusSummary, status_summary
+from reproq.ops.observe import StatusSummary, status_summary
 from reproq.queries import q
 
 __all__ = [
@@ -133,7 +133,7 @@ class DatabaseReader:
             self._drop()
 
     def summary(self) -> StatusSummary | None:
-        """The latest :func:`reproq.observe.status_summary` (None if the database failed)."""
+        """The latest :func:`reproq.ops.observe.status_summary` (None if the database failed)."""
         with self._lock:
             if time.monotonic() - self._summary_at >= self.cache_seconds:
                 try:

@@ -22,7 +22,7 @@ from reproq.queries import q
 
 __all__ = ["Listener"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reproq.listener")
 
 _WAIT_SLICE = 0.5  # seconds per notifies() call, so a stop is noticed promptly
 _BACKOFF_MIN = 0.2

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reproq.db import Conn
-from reproq.enqueue import insert_tasks, insert_workflow_run
 from reproq.errors import InvalidSpec
 from reproq.models import TaskStatus
-from reproq.task import Signature
+from reproq.producer.enqueue import insert_tasks, insert_workflow_run
+from reproq.producer.task import Signature
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -21,10 +21,10 @@ from psycopg import Cursor
 from psycopg.rows import tuple_row
 
 from reproq.db import Conn
-from reproq.lease import by_result_id
+from reproq.engine.lease import by_result_id
+from reproq.engine.workflow_progress import Ended, advance
 from reproq.models import TaskStatus
 from reproq.queries import q
-from reproq.workflow_progress import Ended, advance
 
 __all__ = ["Completion", "applied_ids", "encode", "flush", "needs_transaction", "send"]
 

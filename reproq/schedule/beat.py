@@ -38,9 +38,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from reproq.clock import Clock, SystemClock
-from reproq.cron import DEFAULT_SKIP_GRACE, CronSchedule, MisfirePlan, MisfirePolicy
 from reproq.db import Conn, connect, first_line, translate_errors
-from reproq.enqueue import NewTask, insert_tasks
 from reproq.errors import (
     ConfigError,
     DatabaseError,
@@ -48,7 +46,9 @@ from reproq.errors import (
     PayloadTooLarge,
     ReproqError,
 )
+from reproq.producer.enqueue import NewTask, insert_tasks
 from reproq.queries import q
+from reproq.schedule.cron import DEFAULT_SKIP_GRACE, CronSchedule, MisfirePlan, MisfirePolicy
 from reproq.spec import build_spec, encode_value
 
 __all__ = [

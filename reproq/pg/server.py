@@ -63,7 +63,7 @@ __all__ = [
     "throwaway_server",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reproq.pgserver")
 
 ENV_PG_BIN = "REPROQ_PG_BIN"
 """Environment variable naming a directory with ``initdb``, ``pg_ctl`` and ``postgres``."""

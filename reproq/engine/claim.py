@@ -5,7 +5,7 @@ limits are about) takes up to the number of free slots, SKIP LOCKED, across
 the worker's queues (interleaved so none starves another), honouring paused queues,
 ``run_after``, priority with aging, FIFO within a priority, rate limits, ``lock_key`` and
 concurrency limits. The common case (rows without keys) is that single statement, which
-also records the attempts that ended since the last claim (see :mod:`reproq.completion`).
+also records the attempts that ended since the last claim (see :mod:`reproq.engine.completion`).
 
 Rows with a ``lock_key`` or a ``concurrency_key`` are claimed only on the *keyed path*:
 in a transaction, first take transaction-scoped advisory locks on their keys
@@ -112,9 +112,9 @@ class Claimer:
 
         Split so a caller in pipeline mode can send it together with other statements
         and the COMMIT, in a single round trip. It is the lean ``worker_sync``, which also
-        records ``done`` (ended attempts, :func:`reproq.completion.encode`), unless keyed
+        records ``done`` (ended attempts, :func:`reproq.engine.completion.encode`), unless keyed
         rows or rate limits were seen recently: then ``worker_claim``, and ``done`` must be
-        empty (record it with :func:`reproq.completion.send`).
+        empty (record it with :func:`reproq.engine.completion.send`).
         """
         cur = conn.cursor(row_factory=tuple_row)
         if self.lean:

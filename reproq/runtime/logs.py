@@ -216,7 +216,7 @@ def _extra_keys(record: logging.LogRecord) -> list[str]:
 
 
 class TextFormatter(logging.Formatter):
-    """``2024-05-01T12:00:00.123Z INFO reproq.runtime: message key=value ...``."""
+    """``2024-05-01T12:00:00.123Z INFO reproq.runtime.supervisor: message key=value ...``."""
 
     def __init__(self) -> None:
         super().__init__()

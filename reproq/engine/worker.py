@@ -3,19 +3,20 @@
 A :class:`Worker` owns one control thread (:meth:`Worker.run`) and ``concurrency`` slot
 threads. The control thread does all database work on one connection:
 
-- **claim** up to the number of free slots in one statement (:mod:`reproq.claim`) when
-  woken by NOTIFY (:mod:`reproq.listener`), when a batch came back full, or when the
+- **claim** up to the number of free slots in one statement (:mod:`reproq.engine.claim`) when
+  woken by NOTIFY (:mod:`reproq.engine.wakeup`), when a batch came back full, or when the
   fallback poll (with backoff) is due;
 - **finish** ended attempts in batches, one fenced UPDATE per flush, in the same
-  transaction as the next claim (:mod:`reproq.completion`, :mod:`reproq.workflow_progress`);
+  transaction as the next claim (:mod:`reproq.engine.completion`,
+  :mod:`reproq.engine.workflow_progress`);
 - **heartbeat**: one statement per interval renews every lease and reports cancel
-  requests and leases that are gone (:mod:`reproq.lease`);
+  requests and leases that are gone (:mod:`reproq.engine.lease`);
 - **reclaim** expired leases of dead workers every ``reclaim_interval_seconds``
-  (:mod:`reproq.reclaim`);
+  (:mod:`reproq.engine.reclaim`);
 - a **watchdog** fails attempts past their deadline and replaces their slot thread, so a
   stuck task never costs capacity for good.
 
-Slot threads turn claimed rows into calls (:mod:`reproq.attempt`), run them through the
+Slot threads turn claimed rows into calls (:mod:`reproq.engine.attempt`), run them through the
 :class:`~reproq.executors.base.Executor` and hand back completions.
 
 Database trouble never kills a task: statements are retried after a backoff on a new
@@ -48,8 +49,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 import reproq
-from reproq import completion
-from reproq.attempt import (
+from reproq.clock import Clock, SystemClock
+from reproq.db import Conn, first_line, redact_dsn
+from reproq.engine import completion
+from reproq.engine.attempt import (
     AllowList,
     AttemptPolicy,
     Refusal,
@@ -57,25 +60,23 @@ from reproq.attempt import (
     outcome_completion,
     prepare_call,
 )
-from reproq.claim import ClaimedRow, Claimer, ClaimResult
-from reproq.clock import Clock, SystemClock
-from reproq.completion import Completion, flush
-from reproq.db import Conn, first_line, redact_dsn
+from reproq.engine.claim import ClaimedRow, Claimer, ClaimResult
+from reproq.engine.completion import Completion, flush
+from reproq.engine.lease import Held, Lease, WorkerRecord, give_back, register, renew
+from reproq.engine.reclaim import reclaim_expired
+from reproq.engine.wakeup import Listener
 from reproq.errors import ConfigError, DatabaseError, ReproqError
 from reproq.executors import Executor, make_executor
-from reproq.lease import Held, Lease, WorkerRecord, give_back, register, renew
-from reproq.listener import Listener
-from reproq.migrations import require_current_schema
 from reproq.models import ErrorKind, TaskStatus
+from reproq.pg.migrations import require_current_schema
 from reproq.queries import q
-from reproq.reclaim import reclaim_expired
 
 if TYPE_CHECKING:
-    from reproq.metrics import MetricsSink
+    from reproq.runtime.metrics import MetricsSink
 
 __all__ = ["MIB", "InBackground", "Worker", "WorkerOptions", "WorkerStats", "default_worker_id"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reproq.worker")
 
 MIB = 1024 * 1024
 
@@ -133,7 +134,7 @@ class WorkerOptions:
     poll_interval: float = 0.5  # fallback poll when idle; doubles up to max_poll_interval
     max_poll_interval: float = 5.0
     claim_batch: int = 200  # most rows one claim statement takes
-    connections: int = 1  # lanes, each with its own connection (reproq.worker_group)
+    connections: int = 1  # lanes, each with its own connection (reproq.engine.worker_group)
     max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
     statement_timeout: float = 60.0
 
@@ -347,7 +348,7 @@ class Worker(InBackground):
         if options.connections > 1:
             raise ConfigError(
                 "a Worker is one lane on one connection: run several with "
-                "reproq.worker_group.make_worker",
+                "reproq.engine.worker_group.make_worker",
                 key="connections",
             )
         self.dsn = dsn

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from reproq.cron import split_cron_tz
 from reproq.db import Conn, translate_errors
 from reproq.errors import TaskNotFound, UsageError
 from reproq.models import TaskStatus
 from reproq.queries import q
+from reproq.schedule.cron import split_cron_tz
 
 __all__ = [
     "DEFAULT_COUNT_CAP",
@@ -1101,7 +1101,7 @@ def top_failing(
 
 def beat_status(conn: Conn) -> BeatStatus:
     """The beat leader (the session holding the leadership lock), if any, and the next fire."""
-    from reproq.beat import current_leader
+    from reproq.schedule.beat import current_leader
 
     leader = current_leader(conn)
     with translate_errors():

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from psycopg.rows import tuple_row
 
 from reproq.db import Conn
+from reproq.engine.workflow_progress import Ended, advance
 from reproq.models import TaskStatus
 from reproq.queries import q
-from reproq.workflow_progress import Ended, advance
 
 __all__ = ["ReclaimResult", "reclaim_expired"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import platformdirs
 
-from reproq.cron import MisfirePolicy, format_cron_expr
 from reproq.errors import ConfigError
+from reproq.schedule.cron import MisfirePolicy, format_cron_expr
 
 __all__ = [
     "ENV_VARS",
@@ -383,7 +383,7 @@ def load_settings(
     ``"pools.NAME.concurrency"``); None values are skipped, so unset flags can be passed
     as they are. Raises :class:`ConfigError` (the first problem, with a count of the rest).
     """
-    from reproq._config_load import load
+    from reproq.config.load import load
 
     settings, problems = load(
         Path(path) if path is not None else None,
@@ -404,7 +404,7 @@ def load_settings(
 
 def check_file(path: Path | str, *, env: Mapping[str, str] | None = None) -> list[ConfigError]:
     """Every problem of config file *path* (empty when it is valid), in file order."""
-    from reproq._config_load import load
+    from reproq.config.load import load
 
     _, problems = load(Path(path), env=os.environ if env is None else env, overrides={})
     return problems
@@ -412,14 +412,14 @@ def check_file(path: Path | str, *, env: Mapping[str, str] | None = None) -> lis
 
 def show_settings(settings: Settings) -> str:
     """The effective configuration as TOML, each value followed by its source, secrets hidden."""
-    from reproq._config_show import render
+    from reproq.config.show import render
 
     return render(settings)
 
 
 def starter_config() -> str:
     """A commented starter file for ``reproq config init`` (valid as it is)."""
-    from reproq._config_show import STARTER
+    from reproq.config.show import STARTER
 
     return STARTER
 
@@ -448,7 +448,7 @@ def dsn_for_command(config_path: str | None) -> str | None:
     settings = load_settings(path)
     if settings.database.dsn:
         return settings.database.dsn
-    from reproq.pgserver import attach_dsn
+    from reproq.pg.server import attach_dsn
 
     data_dir = settings.database.embedded_data_dir
     dsn = attach_dsn(data_dir)

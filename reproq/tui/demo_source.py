@@ -1,7 +1,7 @@
 """Generated data for ``reproq tui --demo``: a small, believable queue held in memory.
 
-The demo behaves like the real thing: the same value types as :mod:`reproq.observe`,
-the same rules and errors as :mod:`reproq.admin` (retry only FAILED, replay refused
+The demo behaves like the real thing: the same value types as :mod:`reproq.ops.observe`,
+the same rules and errors as :mod:`reproq.ops.admin` (retry only FAILED, replay refused
 while an identical spec is active, cancel cascades to waiting children). Time comes from
 the injected clock; as it moves, a simulated fleet claims, finishes and enqueues tasks.
 With a fixed seed and a fake clock the data is the same on every run.
@@ -19,7 +19,10 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from reproq.admin import (
+from reproq.clock import Clock
+from reproq.errors import ActionNotAllowed, AlreadyQueued, NotFound, TaskNotFound
+from reproq.models import TaskStatus
+from reproq.ops.admin import (
     SKIP_DUPLICATE,
     SKIP_FINISHED,
     SKIP_NOT_FAILED,
@@ -32,10 +35,7 @@ from reproq.admin import (
     RetryResult,
     ScheduleState,
 )
-from reproq.clock import Clock
-from reproq.errors import ActionNotAllowed, AlreadyQueued, NotFound, TaskNotFound
-from reproq.models import TaskStatus
-from reproq.observe import (
+from reproq.ops.observe import (
     DEFAULT_COUNT_CAP,
     AttemptError,
     ConcurrencyUse,

@@ -31,7 +31,6 @@ from typing import Any
 import psycopg
 
 from reproq.db import Conn, translate_errors
-from reproq.enqueue import NewTask, insert_task
 from reproq.errors import (
     ActionNotAllowed,
     AlreadyQueued,
@@ -41,7 +40,8 @@ from reproq.errors import (
     UsageError,
 )
 from reproq.models import TaskStatus
-from reproq.observe import RateLimit, glob_to_like
+from reproq.ops.observe import RateLimit, glob_to_like
+from reproq.producer.enqueue import NewTask, insert_task
 from reproq.queries import q
 from reproq.spec import canonical_json, parse_spec
 
@@ -598,7 +598,7 @@ def run_schedule_now(conn: Conn, name: str) -> int:
     now, so it never collides with a scheduled fire time. The schedule's own
     ``last_run_at`` / ``next_run_at`` are left alone.
     """
-    from reproq.beat import periodic_task
+    from reproq.schedule.beat import periodic_task
 
     now = dt.datetime.now(dt.UTC)
     with translate_errors():

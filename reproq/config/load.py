@@ -1,4 +1,4 @@
-"""Building :class:`~reproq.config.Settings` from a TOML file, the environment and flags.
+"""Building :class:`~reproq.config.settings.Settings` from a TOML file, the environment and flags.
 
 The loader never stops at the first problem: each bad value is reported (file, dotted
 key, line) and left at its default so the rest can still be checked, which is what
@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reproq._config_schema import (
+from reproq.config.schema import (
     ALIASES,
     LIMIT_KEY,
     LIMIT_KEYS,
@@ -39,8 +39,7 @@ from reproq._config_schema import (
     did_you_mean,
     string,
 )
-from reproq._config_text import KeyLocator, KeyPath, dotted_key, interpolate_tree
-from reproq.config import (
+from reproq.config.settings import (
     ENV_VARS,
     BeatSettings,
     DatabaseSettings,
@@ -55,6 +54,7 @@ from reproq.config import (
     Settings,
     WorkerSettings,
 )
+from reproq.config.text import KeyLocator, KeyPath, dotted_key, interpolate_tree
 from reproq.errors import ConfigError
 
 

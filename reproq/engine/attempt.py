@@ -7,10 +7,10 @@ a valid spec (``invalid_spec``) or names a task path outside the allow-list
 (``security_violation``) is refused with that error kind instead.
 
 After: an :class:`~reproq.executors.base.Outcome` becomes a
-:class:`~reproq.completion.Completion`: the return value as JSON (a value JSON cannot
+:class:`~reproq.engine.completion.Completion`: the return value as JSON (a value JSON cannot
 hold, or one larger than ``max_output_bytes``, fails the attempt clearly), or an
 ``errors_json`` entry ``{kind, message, exception_class, traceback, attempt, at,
-worker_id}`` with the retry decision of :mod:`reproq.retry`. Captured output goes to
+worker_id}`` with the retry decision of :mod:`reproq.engine.retry`. Captured output goes to
 ``<logs_dir>/task-<id>-attempt-<n>.log`` (mode 0600) when a logs directory is set.
 """
 
@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reproq.claim import ClaimedRow
-from reproq.completion import Completion
+from reproq.engine.claim import ClaimedRow
+from reproq.engine.completion import Completion
+from reproq.engine.lease import Held
+from reproq.engine.retry import decide
 from reproq.errors import InvalidSpec
 from reproq.executors.base import Outcome, TaskCall
-from reproq.lease import Held
 from reproq.models import ErrorKind, TaskStatus
-from reproq.retry import decide
 from reproq.spec import parse_spec
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "prepare_call",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reproq.attempt")
 
 LAST_ERROR_MAX_BYTES = 1024
 """``task_runs.last_error`` holds at most this many bytes of UTF-8."""

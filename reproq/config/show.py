@@ -13,8 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from reproq._config_text import inline_toml, toml_key
-from reproq.config import PoolSettings, ScheduleSettings, Settings
+from reproq.config.settings import PoolSettings, ScheduleSettings, Settings
+from reproq.config.text import inline_toml, toml_key
 from reproq.db import redact_dsn
 
 _REDACTED = "***"

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from reproq.context import TaskContext
-from reproq.executor import call_task
+from reproq.executors.contract import call_task
 
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"

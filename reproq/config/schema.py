@@ -3,7 +3,7 @@
 Each checker takes the raw value and whether it is text to parse (an environment
 variable) rather than a TOML value to type-check, and returns the typed value or raises
 :class:`Invalid` with a message that says what was expected. The loader
-(:mod:`reproq._config_load`) adds where the value came from.
+(:mod:`reproq.config.load`) adds where the value came from.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from reproq.config import (
+from reproq.config.settings import (
     ExecutorKind,
     MisfirePolicy,
     MockOptions,
@@ -32,8 +32,8 @@ from reproq.config import (
     SubprocessOptions,
     ThreadOptions,
 )
-from reproq.cron import CronSchedule, split_cron_tz
 from reproq.durations import DurationError, parse_duration
+from reproq.schedule.cron import CronSchedule, split_cron_tz
 
 _E = TypeVar("_E", bound=StrEnum)
 

@@ -14,11 +14,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from reproq.db import Conn, connect, redact_dsn, resolve_dsn
-from reproq.enqueue import insert_task, insert_tasks
 from reproq.errors import DatabaseError
+from reproq.producer.enqueue import insert_task, insert_tasks
+from reproq.producer.task import Signature
+from reproq.producer.workflow import WorkflowIds, enqueue_chain, enqueue_chord, enqueue_group
 from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
-from reproq.task import Signature
-from reproq.workflow import WorkflowIds, enqueue_chain, enqueue_chord, enqueue_group
 
 
 class Client:

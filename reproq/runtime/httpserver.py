@@ -27,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 
 from reproq.config import MetricsSettings
 from reproq.errors import ReproqError
-from reproq.health import HealthReport
+from reproq.runtime.health import HealthReport
 
 __all__ = ["MetricsServer", "client_allowed"]
 
@@ -252,5 +252,5 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Access lines go to the ``reproq.metrics`` logger at DEBUG, not to stderr."""
+        """Access lines go to the ``reproq.runtime.metrics`` logger at DEBUG, not to stderr."""
         logger.debug("%s %s", self.address_string(), format % args)

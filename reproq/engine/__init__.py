@@ -1,0 +1,1 @@
+"""The worker engine: claiming, leases, attempts, completion, reclaim, wake-ups and lanes."""

@@ -1,0 +1,1 @@
+"""Operations shared by the CLI and the TUI: read models (observe) and operator writes (admin)."""

@@ -1,0 +1,1 @@
+"""PostgreSQL itself: local and throwaway server control, and the schema's migrations."""

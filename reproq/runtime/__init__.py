@@ -1,0 +1,1 @@
+"""The ``reproq up`` runtime: supervision, metrics, HTTP endpoint, health, embedded PostgreSQL."""

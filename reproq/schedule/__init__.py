@@ -1,0 +1,1 @@
+"""Periodic work: cron expressions and the beat scheduler that enqueues schedules."""
