@@ -8,7 +8,9 @@ Every function takes an open connection first, changes only rows in the state it
 expects (a row that moved on meanwhile is left alone), and returns a frozen value.
 Problems raise :class:`~reproq.errors.TaskNotFound`, :class:`~reproq.errors.NotFound`,
 :class:`~reproq.errors.ActionNotAllowed`, :class:`~reproq.errors.AlreadyQueued` or
-:class:`~reproq.errors.UsageError`, each naming the task id or key involved.
+:class:`~reproq.errors.UsageError`, each naming the task id or key involved. Which
+status allows which action, and the values returned, are in :mod:`reproq.ops.admin_rules`
+(shared with the TUI's demo source).
 
 Cancelling a READY or WAITING row also cancels every WAITING row that could only run
 after it (chain children, and the callback of a chord the row belongs to): a cancelled
@@ -22,10 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -40,7 +39,27 @@ from reproq.errors import (
     UsageError,
 )
 from reproq.models import TaskStatus
-from reproq.ops.observe import RateLimit, glob_to_like
+from reproq.ops.admin_rules import (
+    FINISHED_STATUSES,
+    SKIP_DUPLICATE,
+    SKIP_FINISHED,
+    SKIP_NOT_FAILED,
+    SKIP_NOT_FOUND,
+    BulkResult,
+    CancelOutcome,
+    CancelResult,
+    LimitRemoved,
+    QueueState,
+    ReplayResult,
+    RetryResult,
+    ScheduleState,
+    cancel_each,
+    cancel_outcome,
+    retry_each,
+    retry_refusal,
+)
+from reproq.ops.read_models import RateLimit
+from reproq.ops.task_filter import glob_to_like
 from reproq.producer.enqueue import NewTask, insert_task
 from reproq.queries import q
 from reproq.spec import canonical_json, parse_spec
@@ -76,104 +95,10 @@ __all__ = [
     "set_schedule_enabled",
 ]
 
-FINISHED_STATUSES: tuple[TaskStatus, ...] = (
-    TaskStatus.SUCCESSFUL,
-    TaskStatus.FAILED,
-    TaskStatus.CANCELLED,
-)
-"""The states ``prune_finished`` may delete by default (and the only ones it accepts)."""
-
 _SPEC_HASH = re.compile(r"^[0-9a-f]{64}$")
 _LIMIT_KEY = re.compile(r"^(global|task:\S+|queue:\S+)$")
 _ACTIVE_SPEC_INDEX = "task_runs_active_spec_hash_uniq"
 _PRUNE_BATCH = 10_000
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReplayResult:
-    """A replay: the new READY row and the row whose spec it copied."""
-
-    new_id: int
-    source_id: int
-
-
-class CancelOutcome(StrEnum):
-    """What a cancel did to the row."""
-
-    CANCELLED = "cancelled"
-    """The row was READY or WAITING and is now CANCELLED."""
-    CANCEL_REQUESTED = "cancel_requested"
-    """The row is RUNNING; its worker stops it within one heartbeat."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CancelResult:
-    """A cancel of one row, with the WAITING descendants cancelled along with it."""
-
-    result_id: int
-    status: CancelOutcome
-    also_cancelled: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryResult:
-    """A retried row, with the chain descendants / chord callback waiting on it again."""
-
-    result_id: int
-    revived: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BulkResult:
-    """An action over many rows: the ids it changed and why it skipped the others."""
-
-    done: list[int] = field(default_factory=list)
-    skipped: dict[int, str] = field(default_factory=dict)
-
-    def summary(self, verb: str) -> str:
-        """One line for people: ``"retried 12, skipped 3 not FAILED"``."""
-        text = f"{verb} {len(self.done)}"
-        if self.skipped:
-            reasons = Counter(self.skipped.values())
-            parts = [f"{n} {reason}" for reason, n in sorted(reasons.items())]
-            text += ", skipped " + ", ".join(parts)
-        return text
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class QueueState:
-    """The pause state of one queue after a pause or resume."""
-
-    queue: str
-    paused: bool
-    paused_at: dt.datetime | None
-    reason: str | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LimitRemoved:
-    """A removed rate limit; ``reset`` when it was the ``global`` row, set back to rate 0."""
-
-    key: str
-    reset: bool
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ScheduleState:
-    """A schedule after enabling or disabling it."""
-
-    name: str
-    enabled: bool
-
-
-# Reasons used in BulkResult.skipped: short, so summaries group them.
-SKIP_NOT_FOUND = "not found"
-SKIP_NOT_FAILED = "not FAILED"
-SKIP_FINISHED = "already finished"
-SKIP_DUPLICATE = "duplicate of an active task"
 
 
 # --------------------------------------------------------------------------- replay
@@ -251,22 +176,16 @@ def cancel(conn: Conn, result_id: int) -> CancelResult:
         row = conn.execute(q("admin_lock_task"), {"result_id": result_id}).fetchone()
         if row is None:
             raise TaskNotFound(f"no task run with result_id {result_id}")
-        status = TaskStatus(row["status"])
-        if status is TaskStatus.RUNNING:
+        outcome = cancel_outcome(result_id, TaskStatus(row["status"]))
+        if outcome is CancelOutcome.CANCEL_REQUESTED:
             conn.execute(q("admin_request_cancel"), {"result_id": result_id})
-            return CancelResult(result_id=result_id, status=CancelOutcome.CANCEL_REQUESTED)
-        if status in (TaskStatus.READY, TaskStatus.WAITING):
-            rows = list(conn.execute(q("admin_cancel_now"), {"result_id": result_id}))
-            workflow_ids = list({r["workflow_id"] for r in rows if r["workflow_id"] is not None})
-            if workflow_ids:
-                conn.execute(q("admin_fail_workflows"), {"workflow_ids": workflow_ids})
-            others = tuple(sorted(int(r["result_id"]) for r in rows if r["result_id"] != result_id))
-            return CancelResult(
-                result_id=result_id, status=CancelOutcome.CANCELLED, also_cancelled=others
-            )
-    raise ActionNotAllowed(
-        f"task {result_id} is {status}: only READY, WAITING or RUNNING tasks can be cancelled"
-    )
+            return CancelResult(result_id=result_id, status=outcome)
+        rows = list(conn.execute(q("admin_cancel_now"), {"result_id": result_id}))
+        workflow_ids = list({r["workflow_id"] for r in rows if r["workflow_id"] is not None})
+        if workflow_ids:
+            conn.execute(q("admin_fail_workflows"), {"workflow_ids": workflow_ids})
+        others = tuple(sorted(int(r["result_id"]) for r in rows if r["result_id"] != result_id))
+    return CancelResult(result_id=result_id, status=outcome, also_cancelled=others)
 
 
 def bulk_cancel(conn: Conn, ids: Iterable[int]) -> BulkResult:
@@ -275,23 +194,7 @@ def bulk_cancel(conn: Conn, ids: Iterable[int]) -> BulkResult:
     ``done`` lists every id that was cancelled or got a cancel request, including ids of
     the selection that were cancelled as descendants of an earlier one.
     """
-    done: list[int] = []
-    skipped: dict[int, str] = {}
-    cascaded: set[int] = set()
-    for result_id in dict.fromkeys(ids):
-        if result_id in cascaded:
-            done.append(result_id)
-            continue
-        try:
-            outcome = cancel(conn, result_id)
-        except TaskNotFound:
-            skipped[result_id] = SKIP_NOT_FOUND
-        except ActionNotAllowed:
-            skipped[result_id] = SKIP_FINISHED
-        else:
-            done.append(result_id)
-            cascaded.update(outcome.also_cancelled)
-    return BulkResult(done=done, skipped=skipped)
+    return cancel_each(ids, lambda result_id: cancel(conn, result_id))
 
 
 # --------------------------------------------------------------------------- retry
@@ -343,36 +246,12 @@ def _explain_not_retryable(conn: Conn, result_id: int) -> None:
     state = conn.execute(q("admin_task_state"), {"result_id": result_id}).fetchone()
     if state is None:
         raise TaskNotFound(f"no task run with result_id {result_id}")
-    hint = (
-        " (replay it to run the spec again)"
-        if state["status"]
-        in (
-            TaskStatus.SUCCESSFUL,
-            TaskStatus.CANCELLED,
-        )
-        else ""
-    )
-    raise ActionNotAllowed(
-        f"task {result_id} is {state['status']}: only FAILED tasks can be retried{hint}"
-    )
+    raise retry_refusal(result_id, state["status"])
 
 
 def bulk_retry(conn: Conn, ids: Iterable[int]) -> BulkResult:
     """Retry each id (see :func:`retry`); others are skipped with a reason."""
-    done: list[int] = []
-    skipped: dict[int, str] = {}
-    for result_id in dict.fromkeys(ids):
-        try:
-            retry(conn, result_id)
-        except TaskNotFound:
-            skipped[result_id] = SKIP_NOT_FOUND
-        except ActionNotAllowed:
-            skipped[result_id] = SKIP_NOT_FAILED
-        except AlreadyQueued:
-            skipped[result_id] = SKIP_DUPLICATE
-        else:
-            done.append(result_id)
-    return BulkResult(done=done, skipped=skipped)
+    return retry_each(ids, lambda result_id: retry(conn, result_id))
 
 
 def retry_all(
@@ -457,13 +336,7 @@ def set_limit(conn: Conn, key: str, rate: float, burst: int) -> RateLimit:
             q("admin_set_limit"), {"key": key, "rate": float(rate), "burst": burst}
         ).fetchone()
     assert row is not None
-    return RateLimit(
-        key=row["key"],
-        tokens_per_second=float(row["tokens_per_second"]),
-        burst_size=int(row["burst_size"]),
-        current_tokens=float(row["current_tokens"]),
-        last_refilled_at=row["last_refilled_at"],
-    )
+    return RateLimit.from_row(row)
 
 
 def remove_limit(conn: Conn, key: str) -> LimitRemoved:
