@@ -68,3 +68,19 @@ def test_bulk_actions_report_skips_like_admin() -> None:
     assert source.bulk_cancel([*ready, *done]).summary("cancelled") == (
         "cancelled 1, skipped 1 already finished"
     )
+
+
+def test_refusals_are_worded_like_admin() -> None:
+    source = DemoSource(FakeClock(T0))
+    done = _rows(source, "status:successful")[0]
+    with pytest.raises(ActionNotAllowed) as retried:
+        source.retry(done)
+    assert str(retried.value) == (
+        f"task {done} is SUCCESSFUL: only FAILED tasks can be retried "
+        "(replay it to run the spec again)"
+    )
+    with pytest.raises(ActionNotAllowed) as cancelled:
+        source.cancel(done)
+    assert str(cancelled.value) == (
+        f"task {done} is SUCCESSFUL: only READY, WAITING or RUNNING tasks can be cancelled"
+    )
