@@ -13,18 +13,22 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from reproq.models import TaskStatus
-from reproq.ops.observe import TaskDetail, TaskRef, TaskRow
+from reproq.ops.observe import TaskDetail, TaskRef
 from reproq.tui import format as fmt
-from reproq.tui.bindings import bindings_for
-from reproq.tui.screens.base import DataScreen
-from reproq.tui.screens.tasks import (
+from reproq.tui.actions import (
+    as_row,
     cancel_job,
     cancel_reason,
+    confirm_cancel,
+    confirm_replay,
+    confirm_retry,
     replay_job,
     replay_reason,
     retry_job,
     retry_reason,
 )
+from reproq.tui.bindings import bindings_for
+from reproq.tui.screens.base import DataScreen
 from reproq.tui.source import DataSource, read_log_tail
 
 __all__ = ["DetailData", "TaskDetailScreen"]
@@ -36,30 +40,6 @@ class DetailData:
 
     detail: TaskDetail
     log_tail: str | None
-
-
-def _as_row(d: TaskDetail) -> TaskRow:
-    """The listing view of a detail, so both screens share one set of action rules."""
-    return TaskRow(
-        result_id=d.result_id,
-        task_path=d.task_path,
-        queue_name=d.queue_name,
-        status=d.status,
-        priority=d.priority,
-        attempts=d.attempts,
-        max_attempts=d.max_attempts,
-        enqueued_at=d.enqueued_at,
-        run_after=d.run_after,
-        started_at=d.started_at,
-        finished_at=d.finished_at,
-        leased_by=d.leased_by,
-        leased_until=d.leased_until,
-        last_error=d.last_error,
-        cancel_requested=d.cancel_requested,
-        parent_id=d.parent_id,
-        workflow_id=d.workflow_id,
-        worker_ids=d.worker_ids,
-    )
 
 
 def _heading(title: str) -> Text:
@@ -257,7 +237,7 @@ class TaskDetailScreen(DataScreen[DetailData]):
 
     def disabled_reason(self, action: str) -> str | None:
         """The same rules as the list, for this run."""
-        row = _as_row(self.detail) if self.detail is not None else None
+        row = as_row(self.detail) if self.detail is not None else None
         if action == "retry":
             return retry_reason(row)
         if action == "replay":
@@ -286,43 +266,18 @@ class TaskDetailScreen(DataScreen[DetailData]):
 
     def action_retry(self) -> None:
         """Retry this run."""
-        d = self.detail
-        if d is None:
-            return
-        self.reproq.perform(
-            retry_job(d.result_id),
-            confirm=(
-                f"Retry #{d.result_id}?",
-                f"{d.task_path} goes back to READY and runs again (attempts start over).",
-                "Retry",
-            ),
-        )
+        if self.detail is not None:
+            row = as_row(self.detail)
+            self.reproq.perform(retry_job(row.result_id), confirm=confirm_retry(row, brief=True))
 
     def action_replay(self) -> None:
         """Replay this run."""
-        d = self.detail
-        if d is None:
-            return
-        self.reproq.perform(
-            replay_job(d.result_id),
-            confirm=(
-                f"Replay #{d.result_id}?",
-                f"A new READY run of {d.task_path} is enqueued with the same spec.",
-                "Replay",
-            ),
-        )
+        if self.detail is not None:
+            row = as_row(self.detail)
+            self.reproq.perform(replay_job(row.result_id), confirm=confirm_replay(row, brief=True))
 
     def action_cancel(self) -> None:
         """Cancel this run."""
-        d = self.detail
-        if d is None:
-            return
-        self.reproq.perform(
-            cancel_job(d.result_id),
-            confirm=(
-                f"Cancel #{d.result_id}?",
-                f"{d.task_path} is {d.status}."
-                + (" Its worker is asked to stop it." if d.status is TaskStatus.RUNNING else ""),
-                "Cancel run",
-            ),
-        )
+        if self.detail is not None:
+            row = as_row(self.detail)
+            self.reproq.perform(cancel_job(row.result_id), confirm=confirm_cancel(row, brief=True))

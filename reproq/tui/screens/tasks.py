@@ -12,93 +12,37 @@ from textual.widgets import DataTable, Input, Static
 
 from reproq.errors import UsageError
 from reproq.models import TaskStatus
-from reproq.ops.admin import CancelOutcome
 from reproq.ops.observe import TaskFilter, TaskOrder, TaskRow, parse_filter
 from reproq.tui import format as fmt
+from reproq.tui.actions import (
+    bulk_cancel_job,
+    bulk_retry_job,
+    cancel_job,
+    cancel_reason,
+    confirm_bulk_cancel,
+    confirm_bulk_retry,
+    confirm_cancel,
+    confirm_replay,
+    confirm_retry,
+    replay_job,
+    replay_reason,
+    retry_job,
+    retry_reason,
+    selection_reason,
+)
 from reproq.tui.bindings import bindings_for
 from reproq.tui.screens.base import DataScreen
-from reproq.tui.source import ActionJob, DataSource
+from reproq.tui.screens.task_detail import TaskDetailScreen
+from reproq.tui.source import DataSource
 from reproq.tui.widgets.keyed_table import Cell, Col, KeyedTable
 
-__all__ = ["TasksScreen", "cancel_job", "replay_job", "retry_job"]
+__all__ = ["TasksScreen"]
 
 PAGE = 500
 """Rows read per refresh; the filter narrows what they are."""
 
 _SORTS: tuple[str, ...] = ("newest", "oldest", "status", "queue", "task")
-_CANCELLABLE = (TaskStatus.READY, TaskStatus.WAITING, TaskStatus.RUNNING)
-_ACTIVE = (TaskStatus.READY, TaskStatus.RUNNING)
 _STATUS_ORDER = {s: i for i, s in enumerate(TaskStatus)}
-
-
-def retry_job(result_id: int) -> ActionJob:
-    """The job that retries one run."""
-
-    def job(source: DataSource, _answer: str) -> str:
-        result = source.retry(result_id)
-        text = f"retried #{result_id}: READY again"
-        if result.revived:
-            text += f" ({len(result.revived)} waiting run(s) revived)"
-        return text
-
-    return job
-
-
-def replay_job(result_id: int) -> ActionJob:
-    """The job that replays one run."""
-
-    def job(source: DataSource, _answer: str) -> str:
-        result = source.replay(result_id)
-        return f"replayed #{result.source_id} as new run #{result.new_id}"
-
-    return job
-
-
-def cancel_job(result_id: int) -> ActionJob:
-    """The job that cancels one run."""
-
-    def job(source: DataSource, _answer: str) -> str:
-        result = source.cancel(result_id)
-        if result.status is CancelOutcome.CANCEL_REQUESTED:
-            return f"asked the worker running #{result_id} to stop"
-        text = f"cancelled #{result_id}"
-        if result.also_cancelled:
-            text += f" and {len(result.also_cancelled)} waiting run(s) after it"
-        return text
-
-    return job
-
-
-def retry_reason(row: TaskRow | None) -> str | None:
-    """Why a single row cannot be retried (None: it can)."""
-    if row is None:
-        return "no task run is highlighted"
-    if row.status is not TaskStatus.FAILED:
-        return f"#{row.result_id} is {row.status}: only FAILED runs can be retried"
-    return None
-
-
-def replay_reason(row: TaskRow | None) -> str | None:
-    """Why a single row cannot be replayed (None: it can)."""
-    if row is None:
-        return "no task run is highlighted"
-    if row.status in _ACTIVE:
-        return (
-            f"#{row.result_id} is {row.status}: its spec is already active, "
-            "a replay would be refused as a duplicate"
-        )
-    return None
-
-
-def cancel_reason(row: TaskRow | None) -> str | None:
-    """Why a single row cannot be cancelled (None: it can)."""
-    if row is None:
-        return "no task run is highlighted"
-    if row.status not in _CANCELLABLE:
-        return f"#{row.result_id} is {row.status}: it has already finished"
-    if row.cancel_requested:
-        return f"#{row.result_id} has already been asked to stop"
-    return None
 
 
 class TasksScreen(DataScreen[list[TaskRow]]):
@@ -311,12 +255,7 @@ class TasksScreen(DataScreen[list[TaskRow]]):
         if not self.is_mounted:
             return None
         if action in ("retry", "cancel") and self.selected:
-            rows = self._selected_rows()
-            if action == "retry" and not any(r.status is TaskStatus.FAILED for r in rows):
-                return "none of the selected runs is FAILED"
-            if action == "cancel" and not any(cancel_reason(r) is None for r in rows):
-                return "none of the selected runs can be cancelled (all finished)"
-            return None
+            return selection_reason(action, self._selected_rows())
         row = self.current
         if action == "retry":
             return retry_reason(row)
@@ -332,87 +271,38 @@ class TasksScreen(DataScreen[list[TaskRow]]):
         """Open the highlighted run."""
         row = self.current
         if row is not None:
-            from reproq.tui.screens.task_detail import TaskDetailScreen
-
             self.app.push_screen(TaskDetailScreen(row.result_id))
 
     def action_retry(self) -> None:
         """Retry the selection, else the highlighted run."""
         if self.selected:
             rows = self._selected_rows()
-            ids = [r.result_id for r in rows]
-            failed = sum(1 for r in rows if r.status is TaskStatus.FAILED)
-            what = (
-                "They go back to READY and run again."
-                if failed == len(ids)
-                else f"{failed} of them are FAILED and go back to READY; the other "
-                f"{len(ids) - failed} are skipped."
-            )
             self.reproq.perform(
-                lambda source, _a: source.bulk_retry(ids).summary("retried"),
-                confirm=(f"Retry {len(ids)} selected runs?", what, "Retry"),
+                bulk_retry_job([r.result_id for r in rows]),
+                confirm=confirm_bulk_retry(rows),
                 then=lambda: self._set_selection(set()),
             )
             return
         row = self.current
-        if row is None:
-            return
-        self.reproq.perform(
-            retry_job(row.result_id),
-            confirm=(
-                f"Retry #{row.result_id}?",
-                f"{row.task_path} is FAILED after {row.attempts}/{row.max_attempts} "
-                "attempts. The same run goes back to READY and runs again.",
-                "Retry",
-            ),
-        )
+        if row is not None:
+            self.reproq.perform(retry_job(row.result_id), confirm=confirm_retry(row))
 
     def action_replay(self) -> None:
         """Replay the highlighted run."""
         row = self.current
-        if row is None:
-            return
-        self.reproq.perform(
-            replay_job(row.result_id),
-            confirm=(
-                f"Replay #{row.result_id}?",
-                f"A new READY run of {row.task_path} is enqueued with the same spec "
-                f"(queue {row.queue_name}). #{row.result_id} itself stays as it is.",
-                "Replay",
-            ),
-        )
+        if row is not None:
+            self.reproq.perform(replay_job(row.result_id), confirm=confirm_replay(row))
 
     def action_cancel(self) -> None:
         """Cancel the selection, else the highlighted run."""
         if self.selected:
             rows = self._selected_rows()
-            ids = [r.result_id for r in rows]
-            live = sum(1 for r in rows if cancel_reason(r) is None)
-            what = (
-                "READY and WAITING runs are cancelled, RUNNING ones are asked to stop."
-                if live == len(ids)
-                else f"{live} of them can be cancelled (RUNNING ones are asked to stop); "
-                f"the other {len(ids) - live} are skipped."
-            )
             self.reproq.perform(
-                lambda source, _a: source.bulk_cancel(ids).summary("cancelled"),
-                confirm=(f"Cancel {len(ids)} selected runs?", what, "Cancel runs"),
+                bulk_cancel_job([r.result_id for r in rows]),
+                confirm=confirm_bulk_cancel(rows),
                 then=lambda: self._set_selection(set()),
             )
             return
         row = self.current
-        if row is None:
-            return
-        what = (
-            "Its worker is asked to stop it within a heartbeat."
-            if row.status is TaskStatus.RUNNING
-            else "It will not run; runs waiting on it are cancelled too."
-        )
-        self.reproq.perform(
-            cancel_job(row.result_id),
-            confirm=(
-                f"Cancel #{row.result_id}?",
-                f"{row.task_path} is {row.status}. {what}",
-                "Cancel run",
-            ),
-        )
+        if row is not None:
+            self.reproq.perform(cancel_job(row.result_id), confirm=confirm_cancel(row))
