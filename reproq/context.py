@@ -21,11 +21,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from reproq.errors import TaskCancelled
-from reproq.executors.base import CancelCheck
 
 __all__ = [
+    "CancelCheck",
     "TaskContext",
     "activate",
     "cancel_requested",
@@ -35,6 +36,14 @@ __all__ = [
     "leave",
     "raise_if_cancelled",
 ]
+
+
+class CancelCheck(Protocol):
+    """Answers whether the running attempt should stop (cancel requested or lease lost)."""
+
+    def is_set(self) -> bool:
+        """True once the attempt must stop."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

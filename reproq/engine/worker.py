@@ -72,7 +72,7 @@ from reproq.pg.migrations import require_current_schema
 from reproq.queries import q
 
 if TYPE_CHECKING:
-    from reproq.runtime.metrics import MetricsSink
+    from reproq.engine.metrics_sink import MetricsSink
 
 __all__ = ["MIB", "InBackground", "Worker", "WorkerOptions", "WorkerStats", "default_worker_id"]
 

@@ -23,7 +23,7 @@ from reproq.engine.worker import InBackground, Worker, WorkerOptions, WorkerStat
 from reproq.errors import ReproqError
 
 if TYPE_CHECKING:
-    from reproq.runtime.metrics import MetricsSink
+    from reproq.engine.metrics_sink import MetricsSink
 
 __all__ = ["WorkerGroup", "lane_options", "make_worker", "split"]
 

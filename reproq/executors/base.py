@@ -13,7 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# CancelCheck lives with the task's context (below the executors), and is part of this seam.
+from reproq.context import CancelCheck
 from reproq.models import ErrorKind
+
+__all__ = ["CancelCheck", "Executor", "Outcome", "TaskCall"]
 
 
 @dataclass(kw_only=True, slots=True)  # not frozen: one is built per attempt, and frozen costs
@@ -74,14 +78,6 @@ class Outcome:
             stdout=stdout,
             stderr=stderr,
         )
-
-
-class CancelCheck(Protocol):
-    """Answers whether the running attempt should stop (cancel requested or lease lost)."""
-
-    def is_set(self) -> bool:
-        """True once the attempt must stop."""
-        ...
 
 
 class Executor(Protocol):

@@ -2,7 +2,8 @@
 
 Two kinds of series share one :class:`~prometheus_client.CollectorRegistry`:
 
-- **Counters and histograms fed by the workers** through the :class:`MetricsSink`
+- **Counters and histograms fed by the workers** through the
+  :class:`~reproq.engine.metrics_sink.MetricsSink`
   protocol (a worker accepts any sink; :class:`RuntimeMetrics` is the Prometheus one):
   ``reproq_tasks_claimed_total{queue}``, ``reproq_tasks_processed_total{status,queue}``
   (``status`` is ``success``, ``failure``, ``retry`` or ``cancelled``) and
@@ -26,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
-from typing import Protocol
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from reproq.db import Conn, connect, first_line
+from reproq.engine.metrics_sink import MetricsSink, NullSink
 from reproq.errors import DatabaseError
 from reproq.models import TaskStatus
 from reproq.ops.observe import StatusSummary, status_summary
@@ -72,29 +73,6 @@ class ProcessedStatus(StrEnum):
     """The attempt failed and the task went back to READY for another attempt."""
     CANCELLED = "cancelled"
     """The attempt was stopped because an operator cancelled it."""
-
-
-class MetricsSink(Protocol):
-    """What a worker reports as it works; every method must be cheap and never raise."""
-
-    def task_claimed(self, queue: str, count: int = 1) -> None:
-        """*count* tasks of *queue* were claimed by this process."""
-
-    def task_finished(self, queue: str, status: str, seconds: float | None = None) -> None:
-        """One attempt of a task of *queue* ended (*status*: a :class:`ProcessedStatus`).
-
-        *seconds* is how long it ran (None when it never started, e.g. an expired task).
-        """
-
-
-class NullSink:
-    """A :class:`MetricsSink` that records nothing (the default of a worker)."""
-
-    def task_claimed(self, queue: str, count: int = 1) -> None:
-        """Ignore a claim."""
-
-    def task_finished(self, queue: str, status: str, seconds: float | None = None) -> None:
-        """Ignore a finished attempt."""
 
 
 # --------------------------------------------------------------------------- database
