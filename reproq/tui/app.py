@@ -26,7 +26,7 @@ from reproq.clock import Clock, SystemClock
 from reproq.errors import ReproqError
 from reproq.tui.bindings import APP_KEYS, SCREEN_TITLES, Key, bindings_for, keys_for
 from reproq.tui.live import LinkState, ListenEvent, RefreshPlanner, listen_loop
-from reproq.tui.screens.base import DataScreen
+from reproq.tui.screens.base import AppHost, DataScreen
 from reproq.tui.screens.confirm import ConfirmScreen
 from reproq.tui.screens.help import HelpScreen
 from reproq.tui.screens.overview import OverviewScreen
@@ -370,3 +370,8 @@ class ReproqApp(App[None]):
 def _help_of(action: str) -> str:
     found: Key | None = next((k for k in APP_KEYS if k.action == action), None)
     return found.help if found else ""
+
+
+def _hosts_screens(app: ReproqApp) -> AppHost:
+    # Never called: mypy checks here that the app gives its screens what they ask for.
+    return app

@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, cast
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from reproq.clock import Clock
 from reproq.tui.bindings import keys_for
-from reproq.tui.source import DataSource
+from reproq.tui.live import RefreshPlanner
+from reproq.tui.source import ActionJob, DataSource
 from reproq.tui.widgets.top_bar import TopBar
 
-if TYPE_CHECKING:
-    from reproq.tui.app import ReproqApp
-
-__all__ = ["DataScreen"]
+__all__ = ["AppHost", "DataScreen"]
 
 T = TypeVar("T")
+
+
+class AppHost(Protocol):
+    """What a data screen asks of the app it runs in (:class:`reproq.tui.app.ReproqApp`).
+
+    A seam rather than an import, so that the app may import its screens.
+    """
+
+    source: DataSource
+    clock: Clock
+    planner: RefreshPlanner
+    window: dt.timedelta
+    last_error: str | None
+
+    def perform(
+        self,
+        job: ActionJob,
+        *,
+        confirm: tuple[str, str, str] | None = None,
+        ask: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Run an operator action, after a confirmation when ``confirm`` is given."""
+        ...
+
+    def request_refresh(self, *, immediate: bool = True) -> None:
+        """Re-read the visible screen soon."""
+        ...
+
+    def screen_shown(self, screen: DataScreen[Any]) -> None:
+        """A data screen became visible."""
+        ...
+
+    def show_tasks(self, filter_text: str) -> None:
+        """Switch to the task list filtered by ``filter_text``."""
+        ...
 
 
 class DataScreen(Screen[None], Generic[T]):
@@ -49,9 +86,9 @@ class DataScreen(Screen[None], Generic[T]):
         return iter(())
 
     @property
-    def reproq(self) -> ReproqApp:
+    def reproq(self) -> AppHost:
         """The app, typed."""
-        return cast("ReproqApp", self.app)
+        return cast(AppHost, self.app)
 
     def load(self, source: DataSource) -> T:
         """Read this screen's data (runs in a worker thread: no widget access)."""
