@@ -1,12 +1,69 @@
-"""The core is headless: importing it never loads Textual, the TUI or the stress harness."""
+"""The architecture holds: the layers import downwards only, and the core is headless.
+
+The import contract lives in pyproject.toml (``[tool.importlinter]``) and is checked here
+with import-linter, so the test suite (and CI, which runs it) enforces it. It reads the
+source, so it also sees imports inside functions; the subprocess checks below see what
+importing the core really loads.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "reproq"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "reproq"
+PYPROJECT = ROOT / "pyproject.toml"
+_NOT_CORE = {"cli", "tui", "stress", "__main__"}
+
+
+def _contract_check(contract_id: str) -> str:
+    """Run one contract of pyproject.toml; the report when it is broken, else ''."""
+    code = (
+        "import sys\n"
+        "from importlinter.cli import lint_imports\n"
+        f"sys.exit(lint_imports(config_filename={str(PYPROJECT)!r}, "
+        f"limit_to_contracts=({contract_id!r},), no_cache=True, no_logo=True))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    return "" if done.returncode == 0 else done.stdout + done.stderr
+
+
+def _contract(contract_id: str) -> dict[str, object]:
+    config = tomllib.loads(PYPROJECT.read_text("utf-8"))
+    found: dict[str, object] = next(
+        c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == contract_id
+    )
+    return found
+
+
+def _top_level_names() -> set[str]:
+    return {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    report = _contract_check("layers")
+    assert not report, report
+
+
+def test_the_core_never_imports_textual_the_tui_or_the_stress_harness() -> None:
+    report = _contract_check("headless")
+    assert not report, report
+
+
+def test_the_headless_contract_covers_every_core_module() -> None:
+    sources = _contract("headless")["source_modules"]
+    assert isinstance(sources, list)
+    expected = {f"reproq.{name}" for name in _top_level_names() - _NOT_CORE}
+    assert set(sources) == expected
 
 
 def _core_modules() -> list[str]:
