@@ -105,3 +105,8 @@ def test_the_cli_front_door_stays_headless() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+def test_at_most_twelve_modules_sit_loose_at_the_top_of_the_package() -> None:
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(loose) <= 12, f"{len(loose)} modules loose in reproq/: {loose}"
