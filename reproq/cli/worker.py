@@ -218,13 +218,13 @@ def options_from_args(args: argparse.Namespace) -> WorkerOptions:
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq worker`` until signalled."""
-    from reproq.engine.worker_group import make_worker
+    from reproq.engine.worker import Worker
 
     options = options_from_args(args)
     dsn = dsn_from_args(args)
     # Tasks that enqueue more work through the default client reach this database.
     os.environ["REPROQ_DSN"] = dsn
-    worker = make_worker(dsn, options)
+    worker = Worker(dsn, options)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         force = worker.stopping

@@ -1,11 +1,14 @@
 """Claiming: turning due READY rows into RUNNING attempts leased to one worker.
 
-One statement (``worker_claim``, or the lean ``worker_sync`` while no keyed rows or rate
-limits are about) takes up to the number of free slots, SKIP LOCKED, across
+One statement (``worker_claim``, or the lean round trip ``worker_sync`` of
+:mod:`reproq.engine.round_trip` while no keyed rows or rate limits are about) takes up to
+the number of free slots, SKIP LOCKED, across
 the worker's queues (interleaved so none starves another), honouring paused queues,
 ``run_after``, priority with aging, FIFO within a priority, rate limits, ``lock_key`` and
 concurrency limits. The common case (rows without keys) is that single statement, which
 also records the attempts that ended since the last claim (see :mod:`reproq.engine.completion`).
+Both statements take their candidates and order from one SQL fragment, so the fairness
+rules are the same on either (``claim_candidates`` in ``reproq/sql/worker.sql``).
 
 Rows with a ``lock_key`` or a ``concurrency_key`` are claimed only on the *keyed path*:
 in a transaction, first take transaction-scoped advisory locks on their keys
@@ -28,6 +31,7 @@ from psycopg import Cursor
 from psycopg.rows import tuple_row
 
 from reproq.db import Conn
+from reproq.engine import round_trip
 from reproq.queries import q
 
 __all__ = ["FULL_CLAIM_SECONDS", "MAX_PRIORITY_LEVELS", "ClaimResult", "ClaimedRow", "Claimer"]
@@ -71,8 +75,8 @@ class ClaimResult:
     finished: frozenset[int] = frozenset()  # ended attempts recorded by the same statement
 
     @property
-    def incomplete(self) -> bool:
-        """Whether :meth:`Claimer.complete` has more to do."""
+    def partial(self) -> bool:
+        """Whether :meth:`Claimer.claim_rest` has more to claim."""
         return self.escalate or self.deferred
 
 
@@ -100,35 +104,36 @@ class Claimer:
         """Claim up to ``n`` rows; runs in the caller's transaction, if there is one."""
         if n <= 0:
             return ClaimResult(rows=[])
-        return self.complete(conn, self.read(self.send(conn, n)), n)
+        return self.claim_rest(conn, self.read(self.send(conn, n)), n)
 
     @property
     def lean(self) -> bool:
-        """Whether the next :meth:`send` is the lean ``worker_sync``, which can also record."""
+        """Whether the next :meth:`send` is the lean round trip, which can also record."""
         return time.monotonic() >= self._full_until
 
-    def send(self, conn: Conn, n: int, done: str = "{}") -> Cursor[tuple[Any, ...]]:
+    def send(
+        self, conn: Conn, n: int, done: str = round_trip.NOTHING_DONE
+    ) -> Cursor[tuple[Any, ...]]:
         """Send a claim for up to ``n`` rows without reading it (see :meth:`read`).
 
         Split so a caller in pipeline mode can send it together with other statements
-        and the COMMIT, in a single round trip. It is the lean ``worker_sync``, which also
-        records ``done`` (ended attempts, :func:`reproq.engine.completion.encode`), unless keyed
-        rows or rate limits were seen recently: then ``worker_claim``, and ``done`` must be
-        empty (record it with :func:`reproq.engine.completion.send`).
+        and the COMMIT, in a single round trip. It is the lean round trip
+        (:func:`reproq.engine.round_trip.send`), which also records ``done`` (ended
+        attempts, :func:`reproq.engine.completion.encode`), unless keyed rows or rate
+        limits were seen recently: then ``worker_claim``, and ``done`` must be empty
+        (record it with :func:`reproq.engine.completion.send`).
         """
-        cur = conn.cursor(row_factory=tuple_row)
+        params = self._params(self._rotated(), n, [], [])
         if self.lean:
-            params = self._params(self._rotated(), n, [], [])
-            params["rows"] = done
-            cur.execute(q("worker_sync"), params, prepare=True)
-        else:
-            if done != "{}":
-                raise ValueError("the full claim records nothing: send the outcomes first")
-            cur.execute(q("worker_claim"), self._params(self._rotated(), n, [], []), prepare=True)
+            return round_trip.send(conn, worker_id=self.worker_id, done=done, claim=params)
+        if done != round_trip.NOTHING_DONE:
+            raise ValueError("the full claim records nothing: send the outcomes first")
+        cur = conn.cursor(row_factory=tuple_row)
+        cur.execute(q("worker_claim"), params, prepare=True)
         return cur
 
     def read(self, cur: Cursor[tuple[Any, ...]]) -> ClaimResult:
-        """The rows a sent claim took, and what is left for :meth:`complete`."""
+        """The rows a sent claim took, and what is left for :meth:`claim_rest`."""
         rows, limited, lock_keys, conc_keys, escalate, finished = self._read(cur)
         return ClaimResult(
             rows=rows,
@@ -140,8 +145,8 @@ class Claimer:
             finished=frozenset(finished),
         )
 
-    def complete(self, conn: Conn, first: ClaimResult, n: int) -> ClaimResult:
-        """Finish a claim that :meth:`read` says is incomplete, within ``n`` rows.
+    def claim_rest(self, conn: Conn, first: ClaimResult, n: int) -> ClaimResult:
+        """Claim what a first claim left (:attr:`ClaimResult.partial`), within ``n`` rows.
 
         An escalated lean claim is redone with the full statement (which stays in use for
         a while). Deferred keyed rows are then claimed on the keyed path, a transaction

@@ -1,12 +1,12 @@
 """Recording ended attempts: one fenced UPDATE for a whole batch, workflow effects included.
 
 Each :class:`Completion` says how one attempt ended: SUCCESSFUL with its return value,
-READY again after a delay (a retry), or FAILED for good. A batch is written by the
-``worker_sync`` statement (the worker's claim rides along in the same statement; here it
-claims nothing), fenced per row on (``leased_by``, ``attempts``, ``status = RUNNING``): an
-attempt whose lease is gone (reclaimed, or claimed anew by a restarted worker with the same
-id) is silently not applied. Workflow effects of the rows that ended run in the same
-transaction.
+READY again after a delay (a retry), or FAILED for good. A batch is written by the round
+trip (:mod:`reproq.engine.round_trip`: the worker's claim usually rides along in the same
+statement; here it claims nothing), fenced per row on (``leased_by``, ``attempts``,
+``status = RUNNING``): an attempt whose lease is gone (reclaimed, or claimed anew by a
+restarted worker with the same id) is silently not applied. Workflow effects of the rows
+that ended run in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,25 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Cursor
-from psycopg.rows import tuple_row
 
 from reproq.db import Conn
+from reproq.engine import round_trip
 from reproq.engine.lease import by_result_id
 from reproq.engine.workflow_progress import Ended, advance
 from reproq.models import TaskStatus
-from reproq.queries import q
 
-__all__ = ["Completion", "applied_ids", "encode", "flush", "needs_transaction", "send"]
-
-_RECORD_ONLY: dict[str, Any] = {
-    "queues": [],
-    "n": 0,
-    "scan": 0,
-    "aging": 0.0,
-    "max_levels": 0,
-    "lease_seconds": 0.0,
-}
-"""The claim parameters of ``worker_sync`` when it is only to record."""
+__all__ = ["Completion", "encode", "flush", "needs_transaction", "send"]
 
 
 @dataclass(kw_only=True, slots=True)  # not frozen: one is built per attempt, and frozen costs
@@ -79,21 +68,14 @@ def send(conn: Conn, worker_id: str, completions: Sequence[Completion]) -> Curso
     """Send the recording statement without reading it (for pipelined callers).
 
     Only for batches without workflow effects (see :func:`needs_transaction`); read the
-    applied ids with :func:`applied_ids`.
+    applied ids with :func:`reproq.engine.round_trip.applied_ids`.
     """
-    cur = conn.cursor(row_factory=tuple_row)
-    params = {**_RECORD_ONLY, "rows": encode(completions), "worker_id": worker_id}
-    cur.execute(q("worker_sync"), params, prepare=True)
-    return cur
-
-
-def applied_ids(cur: Cursor[tuple[Any, ...]]) -> set[int]:
-    """The ids a sent recording applied (rows of kind ``finished``)."""
-    return {row[1] for row in cur.fetchall() if row[0] == "finished"}
+    return round_trip.send(conn, worker_id=worker_id, done=encode(completions))
 
 
 def encode(completions: Sequence[Completion]) -> str:
-    """The ``%(rows)s`` JSON object of ``worker_sync``: each outcome keyed by result id.
+    """The ``done`` of a round trip (``%(rows)s`` of ``worker_sync``): each outcome keyed
+    by result id.
 
     Written directly as text: the return value and the error entry already are JSON, and
     building the object this way costs a fraction of decoding and re-encoding them.
@@ -117,7 +99,7 @@ def _entry(c: Completion) -> str:
 
 
 def _finish(conn: Conn, worker_id: str, completions: Sequence[Completion]) -> set[int]:
-    return applied_ids(send(conn, worker_id, completions))
+    return round_trip.applied_ids(send(conn, worker_id, completions))
 
 
 def _workflows(

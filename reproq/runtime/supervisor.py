@@ -58,7 +58,6 @@ from reproq.config import (
 )
 from reproq.db import Conn, connection, redact_dsn
 from reproq.engine.worker import Worker, WorkerOptions
-from reproq.engine.worker_group import WorkerGroup, make_worker
 from reproq.errors import ConfigError, NotFound, ReproqError
 from reproq.runtime.embedded import EmbeddedPostgres
 from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
@@ -456,7 +455,7 @@ class Runtime:
 
     def _pool_component(self, pool: PoolSettings) -> _Component:
         def force(service: Service) -> None:
-            if isinstance(service, Worker | WorkerGroup):
+            if isinstance(service, Worker):
                 service.request_stop(force=True)
 
         return _Component(
@@ -466,9 +465,7 @@ class Runtime:
         )
 
     def _make_worker(self, pool: PoolSettings) -> Service:
-        service: Service = make_worker(
-            self.dsn, worker_options(self.settings, pool), metrics=self._sink
-        )
+        service: Service = Worker(self.dsn, worker_options(self.settings, pool), metrics=self._sink)
         return service
 
     def _describe_pool(self, pool: PoolSettings) -> str:

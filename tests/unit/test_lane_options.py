@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reproq.engine.worker import WorkerOptions
-from reproq.engine.worker_group import lane_options, split
+from reproq.engine.worker import WorkerOptions, lane_options, split
 from reproq.errors import ConfigError
 
 

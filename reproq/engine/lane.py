@@ -1,0 +1,665 @@
+"""A lane of a worker: one control loop on one database connection, with its own slots.
+
+A :class:`~reproq.engine.worker.Worker` runs one lane per connection (the lane is
+internal to it). The lane's control thread does all its database work on one
+:class:`~reproq.engine.link.Link`:
+
+- **claim** up to the number of free slots in one statement (:mod:`reproq.engine.claim`)
+  when woken by NOTIFY (:mod:`reproq.engine.wakeup`), when a batch came back full, or
+  when the fallback poll (with backoff) is due;
+- **record** ended attempts in batches, one fenced UPDATE per round, in the same
+  statement or transaction as the next claim (:mod:`reproq.engine.round_trip`,
+  :mod:`reproq.engine.completion`, :mod:`reproq.engine.workflow_progress`);
+- **heartbeat**: one statement per interval renews every lease and reports cancel
+  requests and leases that are gone (:mod:`reproq.engine.lease`);
+- **reclaim** expired leases of dead workers every ``reclaim_interval_seconds``
+  (:mod:`reproq.engine.reclaim`);
+- the **watchdog** of its :class:`~reproq.engine.slots.Slots` fails attempts past their
+  deadline.
+
+Database trouble never kills a task: statements are retried after a backoff on a new
+connection, and only a lease that is really gone stops its task (and discards its
+result). A stop drains: no more claims, running tasks get up to ``shutdown_timeout`` to
+finish, then they are stopped and their leases given back (READY at once, attempt not
+charged). A second, forced stop gives them back at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import psycopg
+
+import reproq
+from reproq.clock import Clock
+from reproq.db import Conn, connect, first_line, redact_dsn
+from reproq.engine import completion, round_trip
+from reproq.engine.attempt import AllowList, AttemptPolicy, failure_completion
+from reproq.engine.background import InBackground
+from reproq.engine.claim import ClaimedRow, Claimer, ClaimResult
+from reproq.engine.completion import Completion
+from reproq.engine.lease import Lease, WorkerRecord, give_back, register, renew
+from reproq.engine.link import Link
+from reproq.engine.metrics_sink import MetricsSink
+from reproq.engine.options import WorkerOptions, WorkerStats
+from reproq.engine.reclaim import reclaim_expired
+from reproq.engine.slots import Attempt, Handback, Slots, Stop
+from reproq.engine.wakeup import Listener
+from reproq.errors import DatabaseError, ReproqError
+from reproq.executors import Executor
+from reproq.models import ErrorKind, TaskStatus
+from reproq.pg.migrations import require_current_schema
+from reproq.queries import q
+
+__all__ = ["Lane"]
+
+log = logging.getLogger("reproq.worker")
+
+_STOP_GRACE_SECONDS = 2.0
+"""After a stop, how long stopped tasks get to return before their leases are given back."""
+
+_FINAL_FLUSH_SECONDS = 15.0
+"""How long a stopping lane keeps trying to reach the database to record what it has."""
+
+_ABANDONED_HOLD = 10.0
+"""An attempt still executing when the worker gives up on it (a thread cannot be killed)
+is given back claimable only after this long: time for this process to exit, so the run
+never executes twice at once."""
+
+_MAX_WAIT = 1.0  # the control loop never sleeps longer, whatever the timers say
+_RETRY_SOON = 0.05  # keyed rows another claimer held this round
+
+
+class Lane(InBackground):
+    """One control loop, its connection and its slots, as configured by ``options``.
+
+    ``options`` are the lane's own (its worker id and its share of the slots, see
+    :func:`reproq.engine.worker.lane_options`). ``on_ready`` is called once the lane is
+    registered, listening and taking tasks. A lane runs once.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        options: WorkerOptions,
+        *,
+        clock: Clock,
+        executor: Executor,
+        metrics: MetricsSink | None,
+        on_ready: Callable[[], None],
+    ) -> None:
+        self.dsn = dsn
+        self.options = options
+        self.worker_id = options.worker_id
+        self.clock = clock
+        self._metrics = metrics
+        self._on_ready = on_ready
+        self.policy = AttemptPolicy(
+            worker_id=options.worker_id,
+            allow=AllowList(options.allowed_task_modules),
+            max_payload_bytes=options.max_payload_bytes,
+            max_output_bytes=options.max_output_bytes,
+            logs_dir=options.logs_dir,
+            max_timeout_seconds=options.max_timeout_seconds,
+        )
+        self.record = WorkerRecord(
+            worker_id=options.worker_id,
+            hostname=socket.gethostname(),
+            concurrency=options.concurrency,
+            queues=options.queues,
+            version=reproq.__version__,
+        )
+        self._claimer = Claimer(
+            worker_id=options.worker_id,
+            queues=options.queues,
+            lease_seconds=options.lease_seconds,
+            priority_aging_factor=options.priority_aging_factor,
+        )
+        self._link = Link(self._connect, name=f"worker {options.worker_id}", log=log)
+        self._listener: Listener | None = None
+        self._thread_name = f"reproq-worker-{self.worker_id}"
+        self._started = False
+        self._finished = threading.Event()
+        self._wake = threading.Event()
+        self._slots = Slots(executor, self.policy, clock, self._wake)
+        self._hint = True
+        self._stop_level = 0  # 0 running, 1 draining, 2 forced
+        self.counts = WorkerStats()
+        """What this lane has done so far (see :meth:`stats` for a snapshot)."""
+
+        self._leases: dict[int, Attempt] = {}  # every lease held, running or not yet recorded
+        self._pending: list[Completion] = []
+        self._giveback: list[Attempt] = []
+        self._wake_queues: set[str] = set()  # notify these after the next round
+
+        self._poll_at = 0.0
+        self._due_checked_at = 0.0
+        self._poll_delay = options.poll_interval
+        self._beat_at = 0.0
+        self._reclaim_at = 0.0
+        self._drain_deadline: float | None = None
+        self._kill_deadline: float | None = None
+
+    # -- control -----------------------------------------------------------------------
+
+    def request_stop(self, force: bool = False) -> None:
+        """Stop claiming and drain; a second call, or ``force``, gives leases back at once.
+
+        Safe to call from any thread.
+        """
+        self._stop_level = 2 if force or self._stop_level >= 1 else 1
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop_level > 0
+
+    def stats(self) -> WorkerStats:
+        """A snapshot of the lane's counters."""
+        return replace(self.counts, running=len(self._slots.busy), held=len(self._leases))
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Execute tasks until a stop is requested (or ``stop`` is set), then drain and return.
+
+        Raises :class:`~reproq.errors.DatabaseError` / :class:`~reproq.errors.SchemaError`
+        if the database is unreachable or not migrated at start.
+        """
+        if self._started:
+            raise ReproqError("a worker lane runs only once")
+        self._started = True
+        if stop is not None:
+            threading.Thread(
+                target=self._watch, args=(stop,), name="reproq-worker-stop", daemon=True
+            ).start()
+        try:
+            self._startup()
+            self._on_ready()
+            self._loop()
+        finally:
+            self._teardown()
+            self._finished.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _on_error(self, exc: BaseException) -> None:
+        log.error("worker %s stopped on an error: %s", self.worker_id, exc)
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            if self._finished.is_set():
+                return
+        self.request_stop()
+
+    def _startup(self) -> None:
+        conn = self._link.get()
+        try:
+            require_current_schema(conn)
+            register(conn, self.record)
+        except psycopg.Error as exc:
+            self._link.drop()
+            raise DatabaseError(first_line(str(exc))) from exc
+        except BaseException:
+            self._link.drop()
+            raise
+        opts = self.options
+        self._slots.start(opts.concurrency)
+        self._listener = Listener(
+            self.dsn,
+            opts.queues,
+            self._on_notify,
+            application_name=f"reproq-listen {self.worker_id}"[:63],
+        )
+        self._listener.start()
+        log.info(
+            "worker %s started on %s: queues=%s concurrency=%d executor=%s lease=%gs heartbeat=%gs "
+            "reclaim=%gs aging=%g shutdown_timeout=%gs allowed=%s",
+            self.worker_id,
+            redact_dsn(self.dsn),
+            ",".join(opts.queues),
+            opts.concurrency,
+            self._slots.executor.name,
+            opts.lease_seconds,
+            opts.heartbeat_seconds,
+            opts.reclaim_interval_seconds,
+            opts.priority_aging_factor,
+            opts.shutdown_timeout,
+            ",".join(opts.allowed_task_modules),
+        )
+        now = time.monotonic()
+        self._beat_at = now + opts.heartbeat_seconds
+        # Recover what crashed workers left right away (unless reclaiming is switched off
+        # with an infinite interval).
+        interval = opts.reclaim_interval_seconds
+        self._reclaim_at = now if math.isfinite(interval) else math.inf
+
+    def _teardown(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        self._slots.stop()
+        self._link.drop()
+        c = self.counts
+        log.info(
+            "worker %s stopped: %d claimed, %d succeeded, %d retried, %d failed, "
+            "%d given back, %d lease lost",
+            self.worker_id,
+            c.claimed,
+            c.succeeded,
+            c.retried,
+            c.failed,
+            c.given_back,
+            c.lease_lost,
+        )
+
+    def _on_notify(self) -> None:
+        self._hint = True
+        self._wake.set()
+
+    # -- the control loop --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        opts = self.options
+        link = self._link
+        slots = self._slots
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            self._collect()
+            if self._stop_level and self._shutdown_step(now):
+                return
+            self._watchdog(now)
+            free = 0 if self._stop_level else opts.concurrency - len(slots.busy)
+            want_claim = free > 0 and (self._hint or now >= self._poll_at)
+            again = False
+            db_ready = now >= link.retry_at
+            if db_ready and (self._pending or self._giveback or want_claim or self._wake_queues):
+                again = self._sync(min(free, opts.claim_batch) if want_claim else 0)
+            if now >= self._beat_at and now >= link.retry_at:
+                self._heartbeat(now)
+            if now >= self._reclaim_at and now >= link.retry_at and not self._stop_level:
+                self._reclaim(now)
+            if again or slots.has_finished:
+                continue
+            if self._stop_level and not (slots.busy or self._pending or self._giveback):
+                continue  # nothing left: the next round ends the loop
+            self._wake.wait(self._sleep_for(now, free))
+
+    def _sleep_for(self, now: float, free: int) -> float:
+        wake_at = min(self._beat_at, now + _MAX_WAIT)
+        if not self._stop_level:
+            wake_at = min(wake_at, self._reclaim_at)
+            if free > 0:
+                wake_at = min(wake_at, self._poll_at)
+        wake_at = min(wake_at, self._slots.next_deadline())
+        for deadline in (self._drain_deadline, self._kill_deadline):
+            if deadline is not None:
+                wake_at = min(wake_at, deadline)
+        if self._pending or self._giveback:
+            wake_at = min(wake_at, self._link.retry_at)
+        return max(wake_at - now, 0.0)
+
+    def _collect(self) -> None:
+        """Take what the slots handed back."""
+        for attempt, result in self._slots.finished():
+            if result is Handback.DISCARD:
+                self._leases.pop(attempt.lease.result_id, None)
+                self.counts.lease_lost += 1
+            elif result is Handback.GIVE_BACK:
+                self._giveback.append(attempt)
+            else:
+                self._pending.append(result)
+                if attempt.row.keyed:
+                    self._wake_queues.add(attempt.row.queue_name)
+
+    def _sync(self, n: int) -> bool:
+        """Record what ended, give back what must be, and claim up to ``n`` rows.
+
+        The common case is one statement, and so one round trip and one commit: the lean
+        claim records the completions too. Otherwise the statements and the COMMIT go out
+        together in pipeline mode, still one round trip. Returns True when another round
+        should follow at once (a full batch came back).
+        """
+        pending, self._pending = self._pending, []
+        giveback, self._giveback = self._giveback, []
+        wake_queues, self._wake_queues = self._wake_queues, set()
+        if self._stop_level:
+            n = 0  # a stop requested since this round began: claim nothing more
+        if n:
+            # Consumed before the claim: a NOTIFY arriving during it sets the hint again.
+            self._hint = False
+        applied: set[int] = set()
+        returned: set[int] = set()
+        first: ClaimResult | None = None
+        try:
+            conn = self._db()
+            claimer = self._claimer
+            in_transaction = completion.needs_transaction(pending)
+            if claimer.lean and not giveback and not wake_queues and not in_transaction:
+                first = claimer.read(claimer.send(conn, n, completion.encode(pending)))
+                applied = set(first.finished)
+            else:
+                finish_cur = claim_cur = None
+                with conn.pipeline(), conn.transaction():
+                    if pending:
+                        if in_transaction:
+                            applied = completion.flush(conn, self.worker_id, pending)
+                        else:
+                            finish_cur = completion.send(conn, self.worker_id, pending)
+                    if wake_queues:
+                        conn.execute(q("worker_notify"), {"queues": sorted(wake_queues)})
+                    if giveback:
+                        returned = give_back(
+                            conn,
+                            self.worker_id,
+                            [a.lease for a in giveback],
+                            holds=[_ABANDONED_HOLD if a.abandoned else 0.0 for a in giveback],
+                        )
+                    if n:
+                        claim_cur = claimer.send(conn, n)
+                if finish_cur is not None:
+                    applied = round_trip.applied_ids(finish_cur)
+                if claim_cur is not None:
+                    first = claimer.read(claim_cur)
+        except psycopg.Error as exc:
+            self._pending = pending + self._pending
+            self._giveback = giveback + self._giveback
+            self._wake_queues |= wake_queues
+            if pending and not self._link.transient(exc):
+                self._pending = self._flush_each(self._pending)
+            self._db_trouble(exc)
+            return False
+        self._link.ok()
+        self._recorded(pending, applied)
+        for attempt in giveback:
+            self._leases.pop(attempt.lease.result_id, None)
+        self.counts.given_back += len(returned)
+        if first is None or not n:
+            return False
+        result = first
+        if first.partial and len(first.rows) < n:
+            try:
+                result = self._claimer.claim_rest(conn, first, n)
+            except psycopg.Error as exc:
+                self._db_trouble(exc)
+                result = first
+        self._dispatch(result.rows)
+        return self._after_claim(n, len(result.rows), result.limited, result.deferred)
+
+    def _after_claim(self, n: int, got: int, limited: bool, deferred: bool) -> bool:
+        """Schedule the next claim; True when it should happen right away."""
+        now = time.monotonic()
+        if got >= n and not limited:
+            self._hint = True
+            self._poll_delay = self.options.poll_interval
+            return True
+        if got:
+            self._poll_delay = self.options.poll_interval
+        listening = self._listener is not None and self._listener.connected
+        delay = self._poll_delay
+        if listening:
+            self._poll_delay = min(self._poll_delay * 2, self.options.max_poll_interval)
+        if limited:
+            delay = min(delay, 0.25)
+        if deferred:
+            delay = min(delay, _RETRY_SOON)
+        self._poll_at = now + delay
+        if not limited and not deferred and delay > _RETRY_SOON and now >= self._due_checked_at:
+            self._due_checked_at = now + min(delay, 1.0)
+            due = self._next_due()
+            if due is not None:
+                self._poll_at = min(self._poll_at, now + max(due, 0.0))
+        return False
+
+    def _next_due(self) -> float | None:
+        """Seconds until the earliest scheduled row of our queues is due, if any."""
+        try:
+            row = self._db().execute(q("worker_next_due"), {"queues": list(self.options.queues)})
+            due = row.fetchone()
+        except psycopg.Error as exc:
+            self._db_trouble(exc)
+            return None
+        if not due or due["seconds"] is None:
+            return None
+        return float(due["seconds"])
+
+    def _recorded(self, pending: Sequence[Completion], applied: set[int]) -> None:
+        lost = 0
+        counts = self.counts
+        for c in pending:
+            attempt = self._leases.pop(c.result_id, None)
+            if self._metrics is not None and attempt is not None and c.result_id in applied:
+                self._metrics.task_finished(
+                    attempt.row.queue_name, _processed_status(c, attempt), attempt.ran_for
+                )
+            if c.result_id not in applied:
+                lost += 1
+            elif c.status == TaskStatus.SUCCESSFUL:
+                counts.succeeded += 1
+            elif c.status == TaskStatus.READY:
+                counts.retried += 1
+            else:
+                counts.failed += 1
+        if lost:
+            counts.lease_lost += lost
+            log.warning(
+                "%d result(s) discarded: their lease was no longer held by %s",
+                lost,
+                self.worker_id,
+            )
+
+    def _flush_each(self, pending: list[Completion]) -> list[Completion]:
+        """A batch the database refused as a whole: record row by row, replacing any row
+        that cannot be stored by a failure saying why. Returns what is left to retry."""
+        left: list[Completion] = []
+        for c in pending:
+            try:
+                conn = self._db()
+                applied = completion.flush(conn, self.worker_id, [c])
+            except psycopg.Error as exc:
+                if self._link.transient(exc):
+                    left.append(c)
+                    continue
+                log.error("task %s: outcome could not be stored: %s", c.result_id, exc)
+                fallback = failure_completion(
+                    self._leases[c.result_id].lease
+                    if c.result_id in self._leases
+                    else Lease(result_id=c.result_id, attempt=c.attempt, max_attempts=c.attempt),
+                    ErrorKind.INFRA_ERROR,
+                    f"the outcome could not be stored: {first_line(str(exc))}",
+                    self.policy,
+                    at=self.clock.now().isoformat(),
+                )
+                try:
+                    applied = completion.flush(
+                        self._db(), self.worker_id, [replace(fallback, logs_uri=None)]
+                    )
+                except psycopg.Error as exc2:
+                    log.error("task %s: dropping its outcome (%s)", c.result_id, exc2)
+                    self._leases.pop(c.result_id, None)
+                    continue
+                self._recorded([fallback], applied)
+                continue
+            self._recorded([c], applied)
+        return left
+
+    def _dispatch(self, rows: Sequence[ClaimedRow]) -> None:
+        self.counts.claimed += len(rows)
+        if self._metrics is not None:
+            for queue_name, count in collections.Counter(r.queue_name for r in rows).items():
+                self._metrics.task_claimed(queue_name, count)
+        leases = self._leases
+        slots = self._slots
+        for row in rows:
+            attempt = Attempt(row)
+            leases[row.result_id] = attempt
+            slots.dispatch(attempt)
+
+    # -- heartbeat, reclaim, watchdog --------------------------------------------------
+
+    def _heartbeat(self, now: float) -> None:
+        attempts = list(self._leases.values())
+        try:
+            renewal = renew(
+                self._db(), self.record, [a.lease for a in attempts], self.options.lease_seconds
+            )
+        except psycopg.Error as exc:
+            # The tasks keep running: leases are long enough to survive a missed beat.
+            self._db_trouble(exc)
+            self._beat_at = now + min(self.options.heartbeat_seconds, self._link.backoff)
+            return
+        self._link.ok()
+        self._beat_at = now + self.options.heartbeat_seconds
+        busy = self._slots.busy
+        for attempt in attempts:
+            rid = attempt.lease.result_id
+            if rid not in renewal.renewed:
+                if attempt in busy and attempt.stop is None:
+                    log.warning(
+                        "task %s attempt %d: lease lost; stopping it and discarding its result",
+                        rid,
+                        attempt.lease.attempt,
+                    )
+                    attempt.stop = Stop.LEASE_LOST
+                    attempt.cancel.set()
+            elif rid in renewal.cancel_requested and attempt.stop is None:
+                log.info("task %s: cancel requested; stopping it", rid)
+                attempt.stop = Stop.CANCEL
+                attempt.cancel.set()
+
+    def _reclaim(self, now: float) -> None:
+        try:
+            result = reclaim_expired(self._db(), worker_id=self.worker_id, held=self._leases.keys())
+        except psycopg.Error as exc:
+            self._db_trouble(exc)
+            self._reclaim_at = now + min(self.options.reclaim_interval_seconds, self._link.backoff)
+            return
+        self._link.ok()
+        self.counts.reclaimed += result.count
+        self._reclaim_at = now + self.options.reclaim_interval_seconds
+        if result.count:
+            log.warning(
+                "reclaimed %d expired lease(s): %d back to READY, %d FAILED (attempts used up)",
+                result.count,
+                len(result.requeued),
+                len(result.failed),
+            )
+            self._hint = True
+
+    def _watchdog(self, now: float) -> None:
+        """Record the attempts the slots gave up on past their deadline as failed."""
+        for attempt in self._slots.overdue(now):
+            self.counts.timed_out += 1
+            timeout = attempt.timeout_seconds
+            log.warning(
+                "task %s attempt %d: timeout after %ss; its thread is abandoned",
+                attempt.lease.result_id,
+                attempt.lease.attempt,
+                timeout,
+            )
+            self._pending.append(
+                failure_completion(
+                    attempt.lease,
+                    ErrorKind.INFRA_ERROR,
+                    f"timeout after {timeout}s (timeout_seconds)",
+                    self.policy,
+                    at=self.clock.now().isoformat(),
+                )
+            )
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def _shutdown_step(self, now: float) -> bool:
+        """Advance the drain; True once the loop may end."""
+        busy = self._slots.busy
+        if self._drain_deadline is None:
+            timeout = 0.0 if self._stop_level >= 2 else self.options.shutdown_timeout
+            self._drain_deadline = now + timeout
+            log.info(
+                "worker %s stopping: %d task(s) running, waiting up to %gs",
+                self.worker_id,
+                len(busy),
+                timeout,
+            )
+        forced = self._stop_level >= 2
+        if busy and self._kill_deadline is None and (forced or now >= self._drain_deadline):
+            for attempt in busy:
+                if attempt.stop is None:
+                    attempt.stop = Stop.SHUTDOWN
+                attempt.cancel.set()
+            self._kill_deadline = now + (0.0 if forced else _STOP_GRACE_SECONDS)
+        if busy and self._kill_deadline is not None and (forced or now >= self._kill_deadline):
+            self._abandon_running()
+        if busy:
+            return False
+        if not (self._pending or self._giveback or self._wake_queues):
+            return True
+        # Keep trying to record what we have, but not forever.
+        down_since = self._link.down_since
+        if down_since is not None and now - down_since > _FINAL_FLUSH_SECONDS:
+            log.error(
+                "worker %s: database unreachable; %d outcome(s) not recorded (their leases "
+                "will expire and the runs be reclaimed)",
+                self.worker_id,
+                len(self._pending) + len(self._giveback),
+            )
+            return True
+        return False
+
+    def _abandon_running(self) -> None:
+        """Give back the leases of attempts that did not stop in time."""
+        for attempt in list(self._slots.busy):
+            if not self._slots.abandon(attempt):
+                continue
+            self._giveback.append(attempt)
+            log.warning(
+                "task %s attempt %d did not stop; giving its lease back, claimable in %gs",
+                attempt.lease.result_id,
+                attempt.lease.attempt,
+                _ABANDONED_HOLD,
+            )
+
+    # -- database ----------------------------------------------------------------------
+
+    def _connect(self) -> Conn:
+        conn = connect(self.dsn, application_name=f"reproq-worker {self.worker_id}"[:63])
+        try:
+            conn.execute(
+                q("worker_session_setup"),
+                {"statement_timeout": f"{int(self.options.statement_timeout * 1000)}ms"},
+            )
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseError(first_line(str(exc))) from exc
+        return conn
+
+    def _db(self) -> Conn:
+        """The control connection, reconnecting if it was lost."""
+        try:
+            return self._link.get()
+        except DatabaseError as exc:
+            raise psycopg.OperationalError(str(exc)) from exc
+
+    def _db_trouble(self, exc: BaseException) -> None:
+        retry_in = self._link.trouble(exc)
+        log.warning(
+            "database trouble on %s (%s); retrying in %.1fs; running tasks continue",
+            redact_dsn(self.dsn),
+            first_line(str(exc)) or type(exc).__name__,
+            retry_in,
+        )
+
+
+def _processed_status(completion: Completion, attempt: Attempt) -> str:
+    """The ``status`` label of ``reproq_tasks_processed_total`` for a recorded attempt."""
+    if completion.status == TaskStatus.SUCCESSFUL:
+        return "success"
+    if completion.status == TaskStatus.READY:
+        return "retry"
+    return "cancelled" if attempt.stop is Stop.CANCEL else "failure"
