@@ -7,7 +7,7 @@
    require an up-to-date schema);
 3. sync the file's ``[queues]`` (pause state) and rate limits (``[limits]`` and each
    queue's ``rate``/``burst``) through :mod:`reproq.ops.admin`, and its ``[[schedules]]``
-   into ``periodic_tasks`` through :func:`reproq.schedule.beat.sync_schedules`;
+   into ``periodic_tasks`` through :func:`reproq.schedule.sync.sync_schedules`;
 4. start the components, each on its own thread: one worker per ``[[pools]]`` entry
    (worker id ``<worker_id or host-pid>-<pool>``; the workers also reclaim expired
    leases), the beat when enabled, and the ``/metrics`` + ``/healthz`` server when
@@ -63,7 +63,8 @@ from reproq.runtime.embedded import EmbeddedPostgres
 from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
 from reproq.runtime.httpserver import MetricsServer
 from reproq.runtime.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
-from reproq.schedule.beat import Beat, SyncReport, sync_schedules
+from reproq.schedule.beat import Beat
+from reproq.schedule.sync import SyncReport, sync_schedules
 
 __all__ = [
     "BACKOFF_MAX",

@@ -28,19 +28,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from psycopg.types.json import Jsonb
 
 from reproq.clock import Clock, SystemClock
 from reproq.db import Conn, connect, first_line, translate_errors
+from reproq.engine.link import Link
 from reproq.errors import (
-    ConfigError,
     DatabaseError,
     InvalidSpec,
     PayloadTooLarge,
@@ -49,29 +48,22 @@ from reproq.errors import (
 from reproq.producer.enqueue import NewTask, insert_tasks
 from reproq.queries import q
 from reproq.schedule.cron import DEFAULT_SKIP_GRACE, CronSchedule, MisfirePlan, MisfirePolicy
-from reproq.spec import build_spec, encode_value
+from reproq.spec import build_spec
 
 __all__ = [
     "BEAT_LOCK_ID",
-    "BEAT_SYNC_LOCK_ID",
     "LEADERSHIP_POLL",
     "Beat",
     "BeatLeader",
     "EnqueuedRun",
-    "ScheduleLike",
-    "SyncReport",
     "current_leader",
     "decode_payload",
-    "sync_schedules",
 ]
 
 logger = logging.getLogger("reproq.beat")
 
 BEAT_LOCK_ID = 0x7265_7072_6F71_0002
 """Advisory lock key held by the leading beat ("reproq" in ASCII, then 2)."""
-
-BEAT_SYNC_LOCK_ID = 0x7265_7072_6F71_0003
-"""Transaction advisory lock key serialising :func:`sync_schedules` runs."""
 
 _BATCH = 100
 """Due schedules claimed per transaction within one tick."""
@@ -141,8 +133,9 @@ class Beat:
             if skip_grace is not None
             else max(DEFAULT_SKIP_GRACE, timedelta(seconds=2 * self.tick))
         )
-        self._lock_conn: Conn | None = None
-        self._work_conn: Conn | None = None
+        # Two links: a session holding the leadership lock, and one for the ticks' work.
+        self._lock = Link(self._open_lock_connection, name=f"beat {self.name} (lock)", log=logger)
+        self._work = Link(self._open_work_connection, name=f"beat {self.name}", log=logger)
         self._is_leader = False
         self._db_down = False
         self._bad_schedules: dict[str, str] = {}
@@ -208,7 +201,7 @@ class Beat:
         stepping down and reconnecting on a later call.
         """
         try:
-            conn = self._lock_connection()
+            conn = self._lock.get()
             if self._is_leader:
                 conn.execute(q("beat_ping")).fetchone()
             else:
@@ -222,9 +215,9 @@ class Beat:
 
     def step_down(self) -> None:
         """Give up leadership now (release the lock) so another beat can lead."""
-        if self._lock_conn is not None and self._is_leader:
+        if self._lock.conn is not None and self._is_leader:
             try:
-                self._lock_conn.execute(q("beat_unlock"), {"lock_id": self.lock_id})
+                self._lock.conn.execute(q("beat_unlock"), {"lock_id": self.lock_id})
             except psycopg.Error as exc:
                 self._drop_lock_connection(reason=first_line(str(exc)))
                 return
@@ -232,13 +225,9 @@ class Beat:
 
     def close(self) -> None:
         """Step down and close both connections."""
-        if self._lock_conn is not None:
-            self._lock_conn.close()  # ends the session, which frees the lock
-            self._lock_conn = None
+        self._lock.drop()  # ends the session, which frees the lock
         self._set_follower(reason="closed")
-        if self._work_conn is not None:
-            self._work_conn.close()
-            self._work_conn = None
+        self._work.drop()
 
     # -- one tick ---------------------------------------------------------------------
 
@@ -268,7 +257,7 @@ class Beat:
 
     def _process_batch(self, now: datetime, after_name: str) -> tuple[int, str, list[EnqueuedRun]]:
         """Claim one batch of due rows and enqueue them, all in one transaction."""
-        conn = self._work_connection()
+        conn = self._work.get()
         try:
             with translate_errors(), conn.transaction():
                 rows = conn.execute(
@@ -296,10 +285,10 @@ class Beat:
                         q("beat_advance_schedules"),
                         {"names": names, "next_run_at": next_runs, "last_run_at": last_runs},
                     )
-        except DatabaseError:
-            if conn.closed or conn.broken:
-                self._work_conn = None
+        except DatabaseError as exc:
+            self._work.trouble(exc)  # a connection that is gone is opened anew next tick
             raise
+        self._work.ok()
         runs = [
             EnqueuedRun(periodic_name=name, scheduled_at=at, result_id=rid)
             for (name, at), rid in zip(owners, ids, strict=True)
@@ -354,31 +343,27 @@ class Beat:
 
     # -- connections ------------------------------------------------------------------
 
-    def _lock_connection(self) -> Conn:
-        if self._lock_conn is None or self._lock_conn.closed:
-            dsn = make_conninfo(self.dsn, **_KEEPALIVES)
-            try:
-                conn = connect(dsn, application_name=_app_name("reproq-beat-lock", self.name))
-            except DatabaseError:
-                if not self._db_down:
-                    logger.warning("beat %s: database unreachable; retrying each tick", self.name)
-                    self._db_down = True
-                raise
-            try:
-                conn.execute(q("beat_keepalive"))
-            except psycopg.Error:
-                conn.close()
-                raise
-            if self._db_down:
-                logger.info("beat %s: database reachable again", self.name)
-                self._db_down = False
-            self._lock_conn = conn
-        return self._lock_conn
+    def _open_lock_connection(self) -> Conn:
+        dsn = make_conninfo(self.dsn, **_KEEPALIVES)
+        try:
+            conn = connect(dsn, application_name=_app_name("reproq-beat-lock", self.name))
+        except DatabaseError:
+            if not self._db_down:
+                logger.warning("beat %s: database unreachable; retrying each tick", self.name)
+                self._db_down = True
+            raise
+        try:
+            conn.execute(q("beat_keepalive"))
+        except psycopg.Error:
+            conn.close()
+            raise
+        if self._db_down:
+            logger.info("beat %s: database reachable again", self.name)
+            self._db_down = False
+        return conn
 
     def _drop_lock_connection(self, *, reason: str) -> None:
-        if self._lock_conn is not None:
-            self._lock_conn.close()
-            self._lock_conn = None
+        self._lock.drop()
         self._set_follower(reason=f"lost its database connection ({reason})")
 
     def _set_follower(self, *, reason: str) -> None:
@@ -386,12 +371,8 @@ class Beat:
             self._is_leader = False
             logger.info("beat %s stepped down: %s", self.name, reason)
 
-    def _work_connection(self) -> Conn:
-        if self._work_conn is None or self._work_conn.closed:
-            self._work_conn = connect(
-                self.dsn, application_name=_app_name("reproq-beat", self.name)
-            )
-        return self._work_conn
+    def _open_work_connection(self) -> Conn:
+        return connect(self.dsn, application_name=_app_name("reproq-beat", self.name))
 
 
 def current_leader(conn: Conn, *, lock_id: int = BEAT_LOCK_ID) -> BeatLeader | None:
@@ -463,179 +444,3 @@ def _policy(value: Any, name: str) -> MisfirePolicy:
 def _app_name(prefix: str, name: str) -> str:
     # PostgreSQL truncates application_name at 63 bytes.
     return f"{prefix} {name}"[:63]
-
-
-# -- syncing [[schedules]] into periodic_tasks -----------------------------------------
-
-
-class ScheduleLike(Protocol):
-    """What :func:`sync_schedules` reads from one configured schedule.
-
-    ``reproq.config.ScheduleSettings`` fits; so does any object with these attributes.
-    ``concurrency_key`` / ``concurrency_limit`` are read when present.
-    """
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def cron(self) -> str: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def task(self) -> str: ...
-    @property
-    def args(self) -> Sequence[Any]: ...
-    @property
-    def kwargs(self) -> Mapping[str, Any]: ...
-    @property
-    def queue(self) -> str: ...
-    @property
-    def priority(self) -> int: ...
-    @property
-    def max_attempts(self) -> int: ...
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def misfire(self) -> str: ...
-    @property
-    def misfire_limit(self) -> int: ...
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SyncReport:
-    """What :func:`sync_schedules` changed, by schedule name (each tuple sorted)."""
-
-    created: tuple[str, ...] = ()
-    """New rows."""
-    updated: tuple[str, ...] = ()
-    """Existing rows whose settings changed."""
-    rescheduled: tuple[str, ...] = ()
-    """Rows whose ``next_run_at`` was recomputed (cron or zone changed, or re-enabled)."""
-    disabled: tuple[str, ...] = ()
-    """Enabled rows no longer in the config, now disabled (never deleted)."""
-    unchanged: tuple[str, ...] = ()
-    """Configured rows already matching the config."""
-
-
-def sync_schedules(conn: Conn, schedules: Sequence[ScheduleLike], *, now: datetime) -> SyncReport:
-    """Make ``periodic_tasks`` match the configured schedules, upserting by name.
-
-    The stored ``cron_expr`` carries a ``CRON_TZ=Zone`` prefix when the zone is not UTC
-    (the form reproq-django reads). ``next_run_at`` is recomputed as the first fire time
-    after ``now`` only for new rows, when the cron or zone changed, or when a disabled
-    row is enabled again (time spent disabled is not a misfire); otherwise it is kept,
-    so a restart neither skips nor repeats a run. Rows not in ``schedules`` are
-    disabled, not deleted. Runs in one transaction (or within the caller's). Raises
-    :class:`ConfigError` for a bad cron, zone, task path, misfire policy or a duplicate name.
-    """
-    desired = _validate_schedules(schedules)
-    created: list[str] = []
-    updated: list[str] = []
-    rescheduled: list[str] = []
-    unchanged: list[str] = []
-    with translate_errors(), conn.transaction():
-        conn.execute(q("beat_sync_lock"), {"lock_id": BEAT_SYNC_LOCK_ID})
-        existing = {row["name"]: row for row in conn.execute(q("beat_sync_existing")).fetchall()}
-        for name, (schedule, params) in desired.items():
-            row = existing.get(name)
-            if row is None:
-                params["next_run_at"] = schedule.next_after(now)
-                conn.execute(q("beat_sync_insert"), _with_json(params))
-                created.append(name)
-                continue
-            if _needs_reschedule(row, schedule, params):
-                params["next_run_at"] = schedule.next_after(now)
-                rescheduled.append(name)
-            else:
-                params["next_run_at"] = row["next_run_at"]
-            if any(row[key] != value for key, value in params.items() if key != "name"):
-                conn.execute(q("beat_sync_update"), _with_json(params))
-                updated.append(name)
-            else:
-                unchanged.append(name)
-        gone = sorted(
-            name for name, row in existing.items() if name not in desired and row["enabled"]
-        )
-        if gone:
-            conn.execute(q("beat_sync_disable"), {"names": gone})
-    return SyncReport(
-        created=tuple(sorted(created)),
-        updated=tuple(sorted(updated)),
-        rescheduled=tuple(sorted(rescheduled)),
-        disabled=tuple(gone),
-        unchanged=tuple(sorted(unchanged)),
-    )
-
-
-def _validate_schedules(
-    schedules: Sequence[ScheduleLike],
-) -> dict[str, tuple[CronSchedule, dict[str, Any]]]:
-    """Row parameters per schedule name, or a ConfigError naming the first bad schedule."""
-    desired: dict[str, tuple[CronSchedule, dict[str, Any]]] = {}
-    for item in schedules:
-        name = item.name
-        where = f"schedules.{name}"
-        if not name:
-            raise ConfigError("a schedule has an empty name", key="schedules")
-        if name in desired:
-            raise ConfigError(f"duplicate schedule name {name!r}", key=where)
-        try:
-            schedule = CronSchedule.parse(item.cron, item.timezone)
-        except ValueError as exc:
-            raise ConfigError(str(exc), key=f"{where}.cron") from None
-        try:
-            policy = MisfirePolicy(str(item.misfire))
-        except ValueError:
-            choices = ", ".join(p.value for p in MisfirePolicy)
-            raise ConfigError(
-                f"unknown misfire policy {item.misfire!r} (choose one of {choices})",
-                key=f"{where}.misfire",
-            ) from None
-        if item.misfire_limit < 1:
-            raise ConfigError("misfire_limit must be at least 1", key=f"{where}.misfire_limit")
-        if item.max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1", key=f"{where}.max_attempts")
-        try:
-            # Builds the same spec beat will, so a bad task path or argument fails here.
-            build_spec(item.task, list(item.args), dict(item.kwargs))
-            payload = {
-                "args": encode_value(list(item.args), where=f"{where}.args"),
-                "kwargs": encode_value(dict(item.kwargs), where=f"{where}.kwargs"),
-            }
-        except InvalidSpec as exc:
-            raise ConfigError(str(exc), key=where) from None
-        params: dict[str, Any] = {
-            "name": name,
-            "cron_expr": schedule.stored_form,
-            "task_path": item.task,
-            "payload_json": payload,
-            "queue_name": item.queue,
-            "priority": int(item.priority),
-            "max_attempts": int(item.max_attempts),
-            "concurrency_key": getattr(item, "concurrency_key", None),
-            "concurrency_limit": int(getattr(item, "concurrency_limit", 0) or 0),
-            "enabled": bool(item.enabled),
-            "misfire_policy": policy.value,
-            "misfire_limit": int(item.misfire_limit),
-        }
-        desired[name] = (schedule, params)
-    return desired
-
-
-def _needs_reschedule(
-    row: Mapping[str, Any], schedule: CronSchedule, params: Mapping[str, Any]
-) -> bool:
-    """Whether the stored row's next_run_at no longer follows the configured schedule."""
-    if params["enabled"] and not row["enabled"]:
-        return True
-    try:
-        stored = CronSchedule.parse(row["cron_expr"])
-    except ValueError:
-        return True
-    return stored != schedule
-
-
-def _with_json(params: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(params)
-    out["payload_json"] = Jsonb(out["payload_json"])
-    return out

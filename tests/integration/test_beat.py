@@ -21,7 +21,8 @@ from reproq.cli import main
 from reproq.clock import FakeClock
 from reproq.db import Conn, connect
 from reproq.errors import ConfigError, DatabaseError
-from reproq.schedule.beat import Beat, SyncReport, current_leader, sync_schedules
+from reproq.schedule.beat import Beat, current_leader
+from reproq.schedule.sync import SyncReport, sync_schedules
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
