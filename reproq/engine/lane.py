@@ -9,7 +9,8 @@ internal to it). The lane's control thread does all its database work on one
   when the fallback poll (with backoff) is due;
 - **record** ended attempts in batches, one fenced UPDATE per round, in the same
   statement or transaction as the next claim (:mod:`reproq.engine.round_trip`,
-  :mod:`reproq.engine.completion`, :mod:`reproq.engine.workflow_progress`);
+  :mod:`reproq.engine.completion`, :mod:`reproq.engine.workflow_progress`); its
+  :class:`~reproq.engine.ledger.Ledger` keeps the leases and what is owed for them;
 - **heartbeat**: one statement per interval renews every lease and reports cancel
   requests and leases that are gone (:mod:`reproq.engine.lease`);
 - **reclaim** expired leases of dead workers every ``reclaim_interval_seconds``
@@ -26,14 +27,12 @@ charged). A second, forced stop gives them back at once.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 
 import psycopg
 
@@ -41,20 +40,19 @@ import reproq
 from reproq.clock import Clock
 from reproq.db import Conn, connect, first_line, redact_dsn
 from reproq.engine import completion, round_trip
-from reproq.engine.attempt import AllowList, AttemptPolicy, failure_completion
+from reproq.engine.attempt import AllowList, AttemptPolicy
 from reproq.engine.background import InBackground
-from reproq.engine.claim import ClaimedRow, Claimer, ClaimResult
-from reproq.engine.completion import Completion
-from reproq.engine.lease import Lease, WorkerRecord, give_back, register, renew
+from reproq.engine.claim import Claimer, ClaimResult
+from reproq.engine.lease import WorkerRecord, give_back, register, renew
+from reproq.engine.ledger import Ledger
 from reproq.engine.link import Link
 from reproq.engine.metrics_sink import MetricsSink
 from reproq.engine.options import WorkerOptions, WorkerStats
 from reproq.engine.reclaim import reclaim_expired
-from reproq.engine.slots import Attempt, Handback, Slots, Stop
+from reproq.engine.slots import Slots, Stop
 from reproq.engine.wakeup import Listener
 from reproq.errors import DatabaseError, ReproqError
 from reproq.executors import Executor
-from reproq.models import ErrorKind, TaskStatus
 from reproq.pg.migrations import require_current_schema
 from reproq.queries import q
 
@@ -99,7 +97,6 @@ class Lane(InBackground):
         self.options = options
         self.worker_id = options.worker_id
         self.clock = clock
-        self._metrics = metrics
         self._on_ready = on_ready
         self.policy = AttemptPolicy(
             worker_id=options.worker_id,
@@ -129,15 +126,9 @@ class Lane(InBackground):
         self._finished = threading.Event()
         self._wake = threading.Event()
         self._slots = Slots(executor, self.policy, clock, self._wake)
+        self._ledger = Ledger(self.policy, clock, metrics)
         self._hint = True
         self._stop_level = 0  # 0 running, 1 draining, 2 forced
-        self.counts = WorkerStats()
-        """What this lane has done so far (see :meth:`stats` for a snapshot)."""
-
-        self._leases: dict[int, Attempt] = {}  # every lease held, running or not yet recorded
-        self._pending: list[Completion] = []
-        self._giveback: list[Attempt] = []
-        self._wake_queues: set[str] = set()  # notify these after the next round
 
         self._poll_at = 0.0
         self._due_checked_at = 0.0
@@ -164,7 +155,7 @@ class Lane(InBackground):
 
     def stats(self) -> WorkerStats:
         """A snapshot of the lane's counters."""
-        return replace(self.counts, running=len(self._slots.busy), held=len(self._leases))
+        return self._ledger.stats(running=len(self._slots.busy))
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Execute tasks until a stop is requested (or ``stop`` is set), then drain and return.
@@ -245,7 +236,7 @@ class Lane(InBackground):
             self._listener.stop()
         self._slots.stop()
         self._link.drop()
-        c = self.counts
+        c = self._ledger.counts
         log.info(
             "worker %s stopped: %d claimed, %d succeeded, %d retried, %d failed, "
             "%d given back, %d lease lost",
@@ -268,6 +259,7 @@ class Lane(InBackground):
         opts = self.options
         link = self._link
         slots = self._slots
+        ledger = self._ledger
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -279,7 +271,7 @@ class Lane(InBackground):
             want_claim = free > 0 and (self._hint or now >= self._poll_at)
             again = False
             db_ready = now >= link.retry_at
-            if db_ready and (self._pending or self._giveback or want_claim or self._wake_queues):
+            if db_ready and (want_claim or ledger.owing):
                 again = self._sync(min(free, opts.claim_batch) if want_claim else 0)
             if now >= self._beat_at and now >= link.retry_at:
                 self._heartbeat(now)
@@ -287,7 +279,7 @@ class Lane(InBackground):
                 self._reclaim(now)
             if again or slots.has_finished:
                 continue
-            if self._stop_level and not (slots.busy or self._pending or self._giveback):
+            if self._stop_level and not (slots.busy or ledger.pending or ledger.giveback):
                 continue  # nothing left: the next round ends the loop
             self._wake.wait(self._sleep_for(now, free))
 
@@ -301,22 +293,15 @@ class Lane(InBackground):
         for deadline in (self._drain_deadline, self._kill_deadline):
             if deadline is not None:
                 wake_at = min(wake_at, deadline)
-        if self._pending or self._giveback:
+        if self._ledger.pending or self._ledger.giveback:
             wake_at = min(wake_at, self._link.retry_at)
         return max(wake_at - now, 0.0)
 
     def _collect(self) -> None:
         """Take what the slots handed back."""
+        ledger = self._ledger
         for attempt, result in self._slots.finished():
-            if result is Handback.DISCARD:
-                self._leases.pop(attempt.lease.result_id, None)
-                self.counts.lease_lost += 1
-            elif result is Handback.GIVE_BACK:
-                self._giveback.append(attempt)
-            else:
-                self._pending.append(result)
-                if attempt.row.keyed:
-                    self._wake_queues.add(attempt.row.queue_name)
+            ledger.ended(attempt, result)
 
     def _sync(self, n: int) -> bool:
         """Record what ended, give back what must be, and claim up to ``n`` rows.
@@ -326,9 +311,8 @@ class Lane(InBackground):
         together in pipeline mode, still one round trip. Returns True when another round
         should follow at once (a full batch came back).
         """
-        pending, self._pending = self._pending, []
-        giveback, self._giveback = self._giveback, []
-        wake_queues, self._wake_queues = self._wake_queues, set()
+        ledger = self._ledger
+        pending, giveback, wake_queues = ledger.take()
         if self._stop_level:
             n = 0  # a stop requested since this round began: claim nothing more
         if n:
@@ -368,18 +352,14 @@ class Lane(InBackground):
                 if claim_cur is not None:
                     first = claimer.read(claim_cur)
         except psycopg.Error as exc:
-            self._pending = pending + self._pending
-            self._giveback = giveback + self._giveback
-            self._wake_queues |= wake_queues
+            ledger.put_back(pending, giveback, wake_queues)
             if pending and not self._link.transient(exc):
-                self._pending = self._flush_each(self._pending)
+                ledger.record_each(self._db, self._link.transient)
             self._db_trouble(exc)
             return False
         self._link.ok()
-        self._recorded(pending, applied)
-        for attempt in giveback:
-            self._leases.pop(attempt.lease.result_id, None)
-        self.counts.given_back += len(returned)
+        ledger.recorded(pending, applied)
+        ledger.given_back(giveback, returned)
         if first is None or not n:
             return False
         result = first
@@ -389,7 +369,8 @@ class Lane(InBackground):
             except psycopg.Error as exc:
                 self._db_trouble(exc)
                 result = first
-        self._dispatch(result.rows)
+        for attempt in ledger.claimed(result.rows):
+            self._slots.dispatch(attempt)
         return self._after_claim(n, len(result.rows), result.limited, result.deferred)
 
     def _after_claim(self, n: int, got: int, limited: bool, deferred: bool) -> bool:
@@ -429,82 +410,10 @@ class Lane(InBackground):
             return None
         return float(due["seconds"])
 
-    def _recorded(self, pending: Sequence[Completion], applied: set[int]) -> None:
-        lost = 0
-        counts = self.counts
-        for c in pending:
-            attempt = self._leases.pop(c.result_id, None)
-            if self._metrics is not None and attempt is not None and c.result_id in applied:
-                self._metrics.task_finished(
-                    attempt.row.queue_name, _processed_status(c, attempt), attempt.ran_for
-                )
-            if c.result_id not in applied:
-                lost += 1
-            elif c.status == TaskStatus.SUCCESSFUL:
-                counts.succeeded += 1
-            elif c.status == TaskStatus.READY:
-                counts.retried += 1
-            else:
-                counts.failed += 1
-        if lost:
-            counts.lease_lost += lost
-            log.warning(
-                "%d result(s) discarded: their lease was no longer held by %s",
-                lost,
-                self.worker_id,
-            )
-
-    def _flush_each(self, pending: list[Completion]) -> list[Completion]:
-        """A batch the database refused as a whole: record row by row, replacing any row
-        that cannot be stored by a failure saying why. Returns what is left to retry."""
-        left: list[Completion] = []
-        for c in pending:
-            try:
-                conn = self._db()
-                applied = completion.flush(conn, self.worker_id, [c])
-            except psycopg.Error as exc:
-                if self._link.transient(exc):
-                    left.append(c)
-                    continue
-                log.error("task %s: outcome could not be stored: %s", c.result_id, exc)
-                fallback = failure_completion(
-                    self._leases[c.result_id].lease
-                    if c.result_id in self._leases
-                    else Lease(result_id=c.result_id, attempt=c.attempt, max_attempts=c.attempt),
-                    ErrorKind.INFRA_ERROR,
-                    f"the outcome could not be stored: {first_line(str(exc))}",
-                    self.policy,
-                    at=self.clock.now().isoformat(),
-                )
-                try:
-                    applied = completion.flush(
-                        self._db(), self.worker_id, [replace(fallback, logs_uri=None)]
-                    )
-                except psycopg.Error as exc2:
-                    log.error("task %s: dropping its outcome (%s)", c.result_id, exc2)
-                    self._leases.pop(c.result_id, None)
-                    continue
-                self._recorded([fallback], applied)
-                continue
-            self._recorded([c], applied)
-        return left
-
-    def _dispatch(self, rows: Sequence[ClaimedRow]) -> None:
-        self.counts.claimed += len(rows)
-        if self._metrics is not None:
-            for queue_name, count in collections.Counter(r.queue_name for r in rows).items():
-                self._metrics.task_claimed(queue_name, count)
-        leases = self._leases
-        slots = self._slots
-        for row in rows:
-            attempt = Attempt(row)
-            leases[row.result_id] = attempt
-            slots.dispatch(attempt)
-
     # -- heartbeat, reclaim, watchdog --------------------------------------------------
 
     def _heartbeat(self, now: float) -> None:
-        attempts = list(self._leases.values())
+        attempts = list(self._ledger.leases.values())
         try:
             renewal = renew(
                 self._db(), self.record, [a.lease for a in attempts], self.options.lease_seconds
@@ -535,13 +444,15 @@ class Lane(InBackground):
 
     def _reclaim(self, now: float) -> None:
         try:
-            result = reclaim_expired(self._db(), worker_id=self.worker_id, held=self._leases.keys())
+            result = reclaim_expired(
+                self._db(), worker_id=self.worker_id, held=self._ledger.leases.keys()
+            )
         except psycopg.Error as exc:
             self._db_trouble(exc)
             self._reclaim_at = now + min(self.options.reclaim_interval_seconds, self._link.backoff)
             return
         self._link.ok()
-        self.counts.reclaimed += result.count
+        self._ledger.counts.reclaimed += result.count
         self._reclaim_at = now + self.options.reclaim_interval_seconds
         if result.count:
             log.warning(
@@ -555,23 +466,7 @@ class Lane(InBackground):
     def _watchdog(self, now: float) -> None:
         """Record the attempts the slots gave up on past their deadline as failed."""
         for attempt in self._slots.overdue(now):
-            self.counts.timed_out += 1
-            timeout = attempt.timeout_seconds
-            log.warning(
-                "task %s attempt %d: timeout after %ss; its thread is abandoned",
-                attempt.lease.result_id,
-                attempt.lease.attempt,
-                timeout,
-            )
-            self._pending.append(
-                failure_completion(
-                    attempt.lease,
-                    ErrorKind.INFRA_ERROR,
-                    f"timeout after {timeout}s (timeout_seconds)",
-                    self.policy,
-                    at=self.clock.now().isoformat(),
-                )
-            )
+            self._ledger.timed_out(attempt)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -598,7 +493,8 @@ class Lane(InBackground):
             self._abandon_running()
         if busy:
             return False
-        if not (self._pending or self._giveback or self._wake_queues):
+        ledger = self._ledger
+        if not ledger.owing:
             return True
         # Keep trying to record what we have, but not forever.
         down_since = self._link.down_since
@@ -607,7 +503,7 @@ class Lane(InBackground):
                 "worker %s: database unreachable; %d outcome(s) not recorded (their leases "
                 "will expire and the runs be reclaimed)",
                 self.worker_id,
-                len(self._pending) + len(self._giveback),
+                len(ledger.pending) + len(ledger.giveback),
             )
             return True
         return False
@@ -617,7 +513,7 @@ class Lane(InBackground):
         for attempt in list(self._slots.busy):
             if not self._slots.abandon(attempt):
                 continue
-            self._giveback.append(attempt)
+            self._ledger.giveback.append(attempt)
             log.warning(
                 "task %s attempt %d did not stop; giving its lease back, claimable in %gs",
                 attempt.lease.result_id,
@@ -654,12 +550,3 @@ class Lane(InBackground):
             first_line(str(exc)) or type(exc).__name__,
             retry_in,
         )
-
-
-def _processed_status(completion: Completion, attempt: Attempt) -> str:
-    """The ``status`` label of ``reproq_tasks_processed_total`` for a recorded attempt."""
-    if completion.status == TaskStatus.SUCCESSFUL:
-        return "success"
-    if completion.status == TaskStatus.READY:
-        return "retry"
-    return "cancelled" if attempt.stop is Stop.CANCEL else "failure"
