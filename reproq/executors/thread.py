@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reproq import context
-from reproq.errors import TaskCancelled
+from reproq.errors import TaskCancelled, TaskNotAllowed
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
 from reproq.executors.contract import exception_class_name, resolve_task
 from reproq.models import ErrorKind
@@ -53,6 +53,12 @@ class ThreadExecutor:
         if func is None:
             try:
                 func = resolve_task(call.task_path)
+            except TaskNotAllowed as exc:
+                return Outcome.failure(
+                    ErrorKind.SECURITY_VIOLATION,
+                    str(exc),
+                    exception_class=exception_class_name(type(exc)),
+                )
             except BaseException as exc:  # an import can fail in any way; it is the task's error
                 return _failure(exc)
             self._resolved[call.task_path] = func
