@@ -21,7 +21,7 @@ from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
 from reproq.queries import q
-from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, canonical_json
+from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, canonical_json, check_keys
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs larger than this are refused at enqueue time (the executor refuses them too)."""
@@ -108,6 +108,7 @@ class NewTask:
             raise InvalidSpec(f"timeout_seconds must be at least 1, got {self.timeout_seconds}")
         if self.concurrency_limit < 0:
             raise InvalidSpec(f"concurrency_limit must be >= 0, got {self.concurrency_limit}")
+        check_keys(self.lock_key, self.concurrency_key)
 
     def _metadata_text(self) -> str:
         return json.dumps(dict(self.metadata), default=str) if self.metadata else "{}"

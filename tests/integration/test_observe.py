@@ -14,7 +14,7 @@ from reproq.models import TaskStatus
 from reproq.ops import admin, observe
 from reproq.ops.observe import TaskFilter
 from reproq.producer.enqueue import insert_task
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.producer.workflow import enqueue_chain, enqueue_chord
 
 

@@ -134,9 +134,9 @@ def test_resolve_task_finds_module_level_functions_and_nested_attributes() -> No
 
 
 def test_resolve_task_refuses_a_name_its_module_only_imported_or_aliases() -> None:
-    with pytest.raises(TaskNotAllowed, match="'os.path' is not a module of that name"):
+    with pytest.raises(TaskNotAllowed, match=r"'os\.path' is not a module of that name"):
         resolve_task("os.path.join")  # os.path is posixpath
-    with pytest.raises(TaskNotAllowed, match="defined in 'json.decoder', not in 'json'"):
+    with pytest.raises(TaskNotAllowed, match=r"defined in 'json\.decoder', not in 'json'"):
         resolve_task("json.JSONDecoder.decode")
 
 
