@@ -109,7 +109,7 @@ class Client:
         # Lazy: rows are built batch by batch while earlier batches are being inserted.
         rows = (sig.to_new_task(now=now) for sig in sigs)
         with self.connection() as conn:
-            return insert_tasks(conn, rows, dedup=dedup)
+            return insert_tasks(conn, rows, dedup=dedup, count=len(sigs))
 
     def chain(self, steps: Sequence[Signature]) -> WorkflowIds:
         """Enqueue steps that run one after another."""
