@@ -125,8 +125,8 @@ def build_spec(
     spec: dict[str, JSONValue] = {
         "v": SPEC_VERSION,
         "task_path": task_path,
-        "args": encode_value(list(args), where="args"),
-        "kwargs": encode_value(dict(kwargs or {}), where="kwargs"),
+        "args": _encode_arguments(list(args), "args"),
+        "kwargs": _encode_arguments(dict(kwargs or {}), "kwargs"),
         "takes_context": takes_context,
         "queue_name": queue_name,
         "priority": priority,
@@ -142,6 +142,34 @@ def build_spec(
             raise InvalidSpec(f"extra spec key {key!r} would overwrite a standard field")
         spec[key] = encode_value(value, where=key)
     return spec
+
+
+def _encode_arguments(value: Any, where: str) -> JSONValue:
+    try:
+        return encode_value(value, where=where)
+    except RecursionError:
+        raise InvalidSpec(f"{where} are nested too deeply to store") from None
+
+
+def unencodable_part(spec: Mapping[str, Any]) -> str | None:
+    """Where in ``spec`` a string holds a lone surrogate, which UTF-8 (and so PostgreSQL)
+    cannot hold: ``"args[0]: a lone surrogate '\\ud800'"``; None if there is none."""
+    # Depth first, in order: the first bad string is the one reported.
+    stack: list[tuple[str, Any]] = [
+        (str(key), value) for key, value in reversed(list(spec.items()))
+    ]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"{where}: a lone surrogate {value[exc.start]!r}"
+        elif isinstance(value, Mapping):
+            stack.extend((f"{where}.{key}", item) for key, item in reversed(list(value.items())))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 def validate_task_path(task_path: str) -> None:

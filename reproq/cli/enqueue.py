@@ -123,7 +123,7 @@ def handle(args: argparse.Namespace) -> int:
             raise UsageError(f"--expires-in must be greater than zero, got {args.expires_in!r}")
         expires_in = dt.timedelta(seconds=seconds)
     now = dt.datetime.now(dt.UTC)
-    run_after = parse_when(args.run_after, now) if args.run_after else None
+    run_after = parse_when(args.run_after, now, key="--run-after") if args.run_after else None
 
     # The flags' values are the caller's input: a value the spec refuses is a usage error.
     try:
@@ -142,6 +142,7 @@ def handle(args: argparse.Namespace) -> int:
             expires_in=expires_in,
         )
         row = sig.to_new_task(now=now)
+        row.validate()
     except (InvalidSpec, PayloadTooLarge) as exc:
         raise UsageError(str(exc)) from None
     with connection(dsn_from_args(args), application_name="reproq-enqueue") as conn:

@@ -22,13 +22,22 @@ from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
 from reproq.queries import q
-from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, canonical_json, check_keys
+from reproq.spec import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_TIMEOUT_SECONDS,
+    canonical_json,
+    check_keys,
+    unencodable_part,
+)
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs larger than this are refused at enqueue time (the executor refuses them too)."""
 
 BATCH_ROWS = 5000
 """Rows per INSERT statement in bulk enqueue: large enough to amortise the round trip."""
+
+_INT_MAX = 2**31 - 1
+"""The largest value of a PostgreSQL ``integer`` column (priority, attempts, timeout)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -69,8 +78,18 @@ class NewTask:
         max_spec_bytes: int = MAX_SPEC_BYTES,
     ) -> NewTask:
         """Derive the row's columns from the spec (queue, priority, keys, limits, run_after)."""
-        text = canonical_json(spec)
-        data = text.encode("utf-8")
+        try:
+            text = canonical_json(spec)
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            part = unencodable_part(spec) or "a lone surrogate"
+            raise InvalidSpec(
+                f"spec for {spec.get('task_path')!r} cannot be stored as UTF-8: {part}"
+            ) from None
+        except RecursionError:
+            raise InvalidSpec(
+                f"spec for {spec.get('task_path')!r} is nested too deeply to store"
+            ) from None
         size = len(data)
         if size > max_spec_bytes:
             raise PayloadTooLarge(
@@ -102,13 +121,20 @@ class NewTask:
         )
 
     def validate(self) -> None:
-        """Refuse values the worker could never honour."""
+        """Refuse values the worker could never honour or the columns cannot hold."""
         if self.max_attempts < 1:
             raise InvalidSpec(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.timeout_seconds < 1:
             raise InvalidSpec(f"timeout_seconds must be at least 1, got {self.timeout_seconds}")
         if self.concurrency_limit < 0:
             raise InvalidSpec(f"concurrency_limit must be >= 0, got {self.concurrency_limit}")
+        for name in ("max_attempts", "timeout_seconds", "concurrency_limit"):
+            if getattr(self, name) > _INT_MAX:
+                raise InvalidSpec(f"{name} must be at most {_INT_MAX}, got {getattr(self, name)}")
+        if not -_INT_MAX - 1 <= self.priority <= _INT_MAX:
+            raise InvalidSpec(
+                f"priority must be between {-_INT_MAX - 1} and {_INT_MAX}, got {self.priority}"
+            )
         check_keys(self.lock_key, self.concurrency_key)
 
     def _metadata_text(self) -> str:

@@ -179,6 +179,7 @@ def test_parse_filter_reads_the_whole_language() -> None:
         ("status:done", "unknown status 'done'"),
         ("id:abc", "'abc' is not a task id"),
         ("age:>soon", "filter 'age:>soon'"),
+        ("age:>999999999999d", r"filter 'age:>999999999999d': .* must be at most 365000d"),
         ("queue:", "has no value"),
         ("task:a task:b", "already given"),
     ],

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reproq.db import Conn
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
 from reproq.spec import build_spec, canonical_json
@@ -225,6 +227,21 @@ def test_captured_output_goes_to_a_private_log_file_named_in_logs_uri(
     assert path == logs / f"task-{rid}-attempt-1.log"
     assert f"hello from {rid}" in path.read_text() and "warn" in path.read_text()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_what_a_thread_task_prints_is_capped_in_its_log_not_in_the_worker_output(
+    dsn: str, conn: Conn, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rid = enqueue(conn, "tests.tasks.executors.print_text", 50 * 1024 * 1024)
+    logs = tmp_path / "logs"
+    with running(dsn, logs_dir=str(logs)):
+        done = wait_status(conn, rid, "SUCCESSFUL", timeout=60)
+    text = Path(done["logs_uri"]).read_text()
+    assert text.startswith("== stdout ==\nxxxxxxxx")
+    assert "[TRUNCATED due to size limit]" in text
+    assert len(text) < 1024 * 1024 + 1000
+    out, err = capfd.readouterr()
+    assert len(out) + len(err) < 100_000
 
 
 def test_a_row_inserted_the_way_reproq_django_does_is_executed(dsn: str, conn: Conn) -> None:

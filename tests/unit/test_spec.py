@@ -19,6 +19,7 @@ from reproq.spec import (
     parse_spec,
     private_part,
     spec_hash,
+    unencodable_part,
 )
 
 CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "contracts"
@@ -149,3 +150,19 @@ def test_key_problem_names_the_key_and_counts_utf8_bytes() -> None:
         f"concurrency_key {'€' * 24!r}… is 1200 bytes, over the {MAX_KEY_BYTES}-byte limit for keys"
     )
     assert key_problem("lock_key", 42) == "lock_key must be a string, got int"
+
+
+def test_unencodable_part_names_where_the_lone_surrogate_is() -> None:
+    spec = build_spec("app.tasks.a", ["ok", ["\ud800"]], {"k": {"deep": "x\udfff"}})
+    assert unencodable_part(spec) == "args[1][0]: a lone surrogate '\\ud800'"
+    spec["args"] = []
+    assert unencodable_part(spec) == "kwargs.k.deep: a lone surrogate '\\udfff'"
+    assert unencodable_part(build_spec("app.tasks.a", ["fine"])) is None
+
+
+def test_arguments_nested_too_deeply_are_an_invalid_spec() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidSpec, match="kwargs are nested too deeply to store"):
+        build_spec("app.tasks.a", [], {"deep": deep})
