@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     )
     from reproq.models import ErrorKind, TaskStatus
     from reproq.producer.client import Client, configure
-    from reproq.producer.task import Signature, Task, task
+    from reproq.producer.signature import Signature
+    from reproq.producer.task import Task, task
 
 __version__ = "0.1.0"
 
@@ -61,7 +62,7 @@ _HOMES = {
     "TaskNotFound": "reproq.errors",
     "ErrorKind": "reproq.models",
     "TaskStatus": "reproq.models",
-    "Signature": "reproq.producer.task",
+    "Signature": "reproq.producer.signature",
     "Task": "reproq.producer.task",
     "task": "reproq.producer.task",
 }

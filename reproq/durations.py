@@ -15,7 +15,22 @@ from datetime import UTC, datetime, timedelta
 
 from reproq.errors import UsageError
 
-__all__ = ["DurationError", "format_duration", "parse_duration", "parse_when"]
+__all__ = [
+    "MAX_DURATION_SECONDS",
+    "DurationError",
+    "format_duration",
+    "parse_duration",
+    "parse_when",
+]
+
+MAX_DURATION_SECONDS = 365_000 * 86_400.0
+"""The longest duration accepted: 365000d, about 1,000 years.
+
+Every duration ends up added to or taken from a moment (a timeout, a lease, ``+30s``, an
+age filter, a prune cut-off), and Python's datetimes end at the year 9999: a thousand
+years either way from now stays inside them, and inside PostgreSQL's timestamps, for
+centuries to come, while no real setting comes near it.
+"""
 
 _UNIT_SECONDS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
@@ -65,28 +80,35 @@ def _checked(seconds: float, original: object, where: str) -> float:
         raise DurationError(f"{where}invalid duration {original!r}: must be a finite number")
     if seconds < 0:
         raise DurationError(f"{where}invalid duration {original!r}: must not be negative")
+    if seconds > MAX_DURATION_SECONDS:
+        raise DurationError(
+            f"{where}invalid duration {original!r}: must be at most "
+            f"{MAX_DURATION_SECONDS / 86_400:.0f}d (about 1000 years)"
+        )
     return seconds
 
 
-def parse_when(text: str, now: datetime) -> datetime:
+def parse_when(text: str, now: datetime, *, key: str = "") -> datetime:
     """The moment *text* names, as an aware UTC datetime.
 
     Accepts ISO 8601 (``2025-01-31T09:00:00+01:00``; a time without an offset is UTC),
     ``now``, or a duration relative to *now* written with a leading ``+`` (``+30s``,
-    ``+1h30m``). A naive *now* is taken as UTC.
+    ``+1h30m``). A naive *now* is taken as UTC. *key* names the flag in error messages.
     """
+    where = f"{key}: " if key else ""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     stripped = text.strip()
     if stripped.lower() == "now":
         return now.astimezone(UTC)
     if stripped.startswith("+"):
-        return (now + timedelta(seconds=parse_duration(stripped[1:]))).astimezone(UTC)
+        offset = timedelta(seconds=parse_duration(stripped[1:], key=key))
+        return (now + offset).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(stripped)
     except ValueError:
         raise DurationError(
-            f"invalid time {text!r}: expected ISO 8601 (2025-01-31T09:00:00Z), "
+            f"{where}invalid time {text!r}: expected ISO 8601 (2025-01-31T09:00:00Z), "
             "'now', or a relative time like +30s"
         ) from None
     if moment.tzinfo is None:

@@ -81,6 +81,11 @@ class InvalidSpec(ReproqError):
     """A task spec is malformed or cannot be encoded."""
 
 
+class TaskNotAllowed(ReproqError):
+    """A task path that must not be executed: outside the allow-list, a private name, or a
+    path that reaches a callable not defined in the module it names."""
+
+
 class PayloadTooLarge(ReproqError):
     """A spec or result exceeds the configured byte limit."""
 

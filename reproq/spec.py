@@ -115,13 +115,18 @@ def build_spec(
 ) -> dict[str, JSONValue]:
     """The reproq-django spec for one task run (``extra`` adds keys such as ``periodic_name``)."""
     validate_task_path(task_path)
+    private = private_part(task_path)
+    if private is not None:
+        raise InvalidSpec(
+            f"task path {task_path!r} names the private {private!r}: workers only run public names"
+        )
     if run_after is not None and run_after.tzinfo is None:
         raise InvalidSpec("run_after must be timezone-aware")
     spec: dict[str, JSONValue] = {
         "v": SPEC_VERSION,
         "task_path": task_path,
-        "args": encode_value(list(args), where="args"),
-        "kwargs": encode_value(dict(kwargs or {}), where="kwargs"),
+        "args": _encode_arguments(list(args), "args"),
+        "kwargs": _encode_arguments(dict(kwargs or {}), "kwargs"),
         "takes_context": takes_context,
         "queue_name": queue_name,
         "priority": priority,
@@ -139,22 +144,108 @@ def build_spec(
     return spec
 
 
+def _encode_arguments(value: Any, where: str) -> JSONValue:
+    try:
+        return encode_value(value, where=where)
+    except RecursionError:
+        raise InvalidSpec(f"{where} are nested too deeply to store") from None
+
+
+def unencodable_part(spec: Mapping[str, Any]) -> str | None:
+    """Where in ``spec`` a string holds a lone surrogate, which UTF-8 (and so PostgreSQL)
+    cannot hold: ``"args[0]: a lone surrogate '\\ud800'"``; None if there is none."""
+    # Depth first, in order: the first bad string is the one reported.
+    stack: list[tuple[str, Any]] = [
+        (str(key), value) for key, value in reversed(list(spec.items()))
+    ]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"{where}: a lone surrogate {value[exc.start]!r}"
+        elif isinstance(value, Mapping):
+            stack.extend((f"{where}.{key}", item) for key, item in reversed(list(value.items())))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def validate_task_path(task_path: str) -> None:
-    """A task path is a dotted ``module.function`` made of identifiers."""
-    if isinstance(task_path, str) and task_path in _VALID_PATHS:
+    """A task path is a dotted ``module.function`` made of identifiers.
+
+    Paths that pass are remembered (:func:`is_checked_task_path`): an application has a
+    few task paths and enqueues and runs them many times.
+    """
+    if isinstance(task_path, str) and task_path in _CHECKED_PATHS:
         return
     parts = task_path.split(".") if isinstance(task_path, str) else []
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):
         raise InvalidSpec(
             f"task path {task_path!r} is not a dotted path like 'myapp.tasks.send_email'"
         )
-    if len(_VALID_PATHS) < _VALID_PATHS_MAX:
-        _VALID_PATHS.add(task_path)
+    if len(_CHECKED_PATHS) >= _CHECKED_PATHS_MAX:
+        _CHECKED_PATHS.clear()  # many distinct paths: start over rather than grow
+    _CHECKED_PATHS.add(task_path)
 
 
-# Paths already checked: an application has a few task paths and enqueues them many times.
-_VALID_PATHS: set[str] = set()
-_VALID_PATHS_MAX = 10_000
+def is_checked_task_path(task_path: str) -> bool:
+    """Whether ``task_path`` already passed :func:`validate_task_path` (a set lookup)."""
+    return task_path in _CHECKED_PATHS
+
+
+# The one cache of valid task paths, shared by producers and the worker's spec check.
+_CHECKED_PATHS: set[str] = set()
+_CHECKED_PATHS_MAX = 10_000
+
+
+def private_part(task_path: str) -> str | None:
+    """The first part of a dotted path that starts with ``_``, if any.
+
+    Such a path never names a task: private and dunder names are how a path would reach
+    what its module only uses (``_os``, ``__globals__``, ``__builtins__``).
+    """
+    if not (task_path.startswith("_") or "._" in task_path):
+        return None
+    return next(part for part in task_path.split(".") if part.startswith("_"))
+
+
+MAX_KEY_BYTES = 1024
+"""The longest ``lock_key`` / ``concurrency_key`` accepted, in bytes of UTF-8.
+
+PostgreSQL's B-tree indexes hold at most ~2,700 bytes per entry. reproq indexes these keys
+by their hash (migration 0006), but a table created by reproq-django indexes
+``(concurrency_key, status)`` as it is, and a key near that size would make a status
+change of its row fail. Real keys are short names and ids; 1 KiB leaves room for any of
+them while staying far from the index limit.
+"""
+
+
+def key_problem(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be the ``name`` key (``lock_key`` / ``concurrency_key``), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{name} must be a string, got {type(value).__name__}"
+    if len(value) * 4 <= MAX_KEY_BYTES:
+        return None  # short enough whatever its characters
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size <= MAX_KEY_BYTES:
+        return None
+    return f"{name} {_preview(value)} is {size} bytes, over the {MAX_KEY_BYTES}-byte limit for keys"
+
+
+def check_keys(lock_key: object, concurrency_key: object) -> None:
+    """Raise :class:`InvalidSpec` naming the key when either key is not a usable key."""
+    for name, value in (("lock_key", lock_key), ("concurrency_key", concurrency_key)):
+        problem = key_problem(name, value)
+        if problem is not None:
+            raise InvalidSpec(problem)
+
+
+def _preview(text: str, chars: int = 24) -> str:
+    return repr(text) if len(text) <= chars else repr(text[:chars]) + "…"
 
 
 def parse_spec(raw: Any, *, result_id: int | None = None) -> dict[str, JSONValue]:
@@ -169,6 +260,8 @@ def parse_spec(raw: Any, *, result_id: int | None = None) -> dict[str, JSONValue
             spec = json.loads(raw)
         except ValueError as exc:
             raise InvalidSpec(f"{where}spec_json is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise InvalidSpec(f"{where}spec_json is nested too deeply to read") from None
     if not isinstance(spec, dict):
         raise InvalidSpec(f"{where}spec_json must be an object, got {type(spec).__name__}")
     task_path = spec.get("task_path")

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from reproq.cli._common import add_dsn_arguments, dsn_from_args, print_json
-from reproq.errors import InvalidSpec, UsageError
+from reproq.errors import InvalidSpec, PayloadTooLarge, UsageError
 from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ def _json_arg(text: str, flag: str, kind: type[Any]) -> Any:
         value = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{flag} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{flag} is nested too deeply to read") from None
     if not isinstance(value, kind):
         raise UsageError(f"{flag} must be a JSON {_json_type(kind())}, got {_json_type(value)}")
     return value
@@ -93,7 +95,7 @@ def handle(args: argparse.Namespace) -> int:
     from reproq.db import connection
     from reproq.durations import parse_duration, parse_when
     from reproq.producer.enqueue import insert_task
-    from reproq.producer.task import Signature
+    from reproq.producer.signature import Signature
     from reproq.spec import validate_task_path
 
     try:
@@ -121,23 +123,28 @@ def handle(args: argparse.Namespace) -> int:
             raise UsageError(f"--expires-in must be greater than zero, got {args.expires_in!r}")
         expires_in = dt.timedelta(seconds=seconds)
     now = dt.datetime.now(dt.UTC)
-    run_after = parse_when(args.run_after, now) if args.run_after else None
+    run_after = parse_when(args.run_after, now, key="--run-after") if args.run_after else None
 
-    sig = Signature(
-        task_path=args.task_path,
-        args=tuple(task_args),
-        kwargs=task_kwargs,
-        queue=args.queue,
-        priority=args.priority,
-        run_after=run_after,
-        lock_key=args.lock_key,
-        concurrency_key=args.concurrency_key,
-        concurrency_limit=args.concurrency_limit,
-        max_attempts=args.max_attempts,
-        timeout_seconds=timeout,
-        expires_in=expires_in,
-    )
-    row = sig.to_new_task(now=now)
+    # The flags' values are the caller's input: a value the spec refuses is a usage error.
+    try:
+        sig = Signature(
+            task_path=args.task_path,
+            args=tuple(task_args),
+            kwargs=task_kwargs,
+            queue=args.queue,
+            priority=args.priority,
+            run_after=run_after,
+            lock_key=args.lock_key,
+            concurrency_key=args.concurrency_key,
+            concurrency_limit=args.concurrency_limit,
+            max_attempts=args.max_attempts,
+            timeout_seconds=timeout,
+            expires_in=expires_in,
+        )
+        row = sig.to_new_task(now=now)
+        row.validate()
+    except (InvalidSpec, PayloadTooLarge) as exc:
+        raise UsageError(str(exc)) from None
     with connection(dsn_from_args(args), application_name="reproq-enqueue") as conn:
         result_id = insert_task(conn, row, dedup=not args.no_dedup)
     if args.json:

@@ -128,6 +128,7 @@ def executor_options(args: argparse.Namespace, options: WorkerOptions) -> dict[s
     chosen: dict[str, Any] = dict(options.executor_options)
     if name in ("process", "subprocess"):
         chosen["max_payload_bytes"] = options.max_payload_bytes
+    if name in ("thread", "process", "subprocess"):
         chosen["max_output_bytes"] = options.max_output_bytes
     if name == "process":
         chosen.setdefault("processes", options.concurrency)

@@ -31,7 +31,7 @@ from reproq.engine.retry import decide
 from reproq.errors import InvalidSpec
 from reproq.executors.base import Outcome, TaskCall
 from reproq.models import ErrorKind, TaskStatus
-from reproq.spec import parse_spec
+from reproq.spec import is_checked_task_path, key_problem, parse_spec, private_part
 
 __all__ = [
     "LAST_ERROR_MAX_BYTES",
@@ -53,7 +53,13 @@ _DEFAULT_TIMEOUT = 900
 
 class AllowList:
     """Task path prefixes that may run: ``myapp.tasks.`` (or ``myapp.tasks``) allows
-    ``myapp.tasks.send`` but not ``myapp.tasksevil.x``; ``*`` allows everything."""
+    ``myapp.tasks.send`` but not ``myapp.tasksevil.x``; ``*`` allows everything.
+
+    Whatever the entries, a path with a part starting with ``_`` never runs (private and
+    dunder names are how a path reaches what its module only uses). That the callable a
+    path resolves to is defined in the module the path names is checked where it is
+    imported (:func:`reproq.executors.contract.resolve_task`).
+    """
 
     __slots__ = ("_exact", "_prefixes", "allow_all", "entries")
 
@@ -66,7 +72,19 @@ class AllowList:
 
     def allows(self, task_path: str) -> bool:
         """Whether ``task_path`` may be executed."""
-        return self.allow_all or task_path.startswith(self._prefixes) or task_path in self._exact
+        return self.refusal(task_path) is None
+
+    def refusal(self, task_path: str) -> str | None:
+        """Why ``task_path`` may not be executed, or None when it may."""
+        private = private_part(task_path)
+        if private is not None:
+            return f"task path {task_path!r} names the private {private!r}: only public names run"
+        if self.allow_all or task_path.startswith(self._prefixes) or task_path in self._exact:
+            return None
+        return (
+            f"task path {task_path!r} is not in allowed_task_modules "
+            f"({', '.join(self.entries) or 'empty'})"
+        )
 
     def __repr__(self) -> str:
         return f"AllowList({list(self.entries)!r})"
@@ -108,12 +126,14 @@ def prepare_call(row: ClaimedRow, policy: AttemptPolicy) -> TaskCall | Refusal:
     if isinstance(spec, Refusal):
         return spec
     task_path: str = spec["task_path"]
-    if not policy.allow.allows(task_path):
-        return Refusal(
-            kind=ErrorKind.SECURITY_VIOLATION,
-            message=f"task path {task_path!r} is not in allowed_task_modules "
-            f"({', '.join(policy.allow.entries) or 'empty'})",
-        )
+    refused = policy.allow.refusal(task_path)
+    if refused is not None:
+        return Refusal(kind=ErrorKind.SECURITY_VIOLATION, message=refused)
+    for name in ("lock_key", "concurrency_key"):
+        # A key written by another client that reproq would refuse at enqueue.
+        problem = key_problem(name, spec.get(name))
+        if problem is not None:
+            return Refusal(kind=ErrorKind.INVALID_SPEC, message=problem)
     own = row.timeout_seconds if row.timeout_seconds and row.timeout_seconds > 0 else None
     timeout = float(own or _DEFAULT_TIMEOUT)
     if policy.max_timeout_seconds:
@@ -131,36 +151,28 @@ def prepare_call(row: ClaimedRow, policy: AttemptPolicy) -> TaskCall | Refusal:
     )
 
 
-_VALID_PATHS: set[str] = set()
-_VALID_PATHS_MAX = 4096
-
-
 def _load_spec(row: ClaimedRow) -> dict[str, Any] | Refusal:
     """The row's spec, validated like :func:`~reproq.spec.parse_spec` does.
 
-    The common case (a task path already seen, plain args and kwargs) skips re-validating
+    The common case (a task path already checked, plain args and kwargs) skips re-checking
     the path; anything unusual goes through ``parse_spec`` for its exact error message.
     """
     try:
         spec = json.loads(row.spec_text)
-    except ValueError:
+    except (ValueError, RecursionError):
         spec = None
     if (
         type(spec) is dict
         and type(path := spec.get("task_path")) is str
-        and path in _VALID_PATHS
+        and is_checked_task_path(path)
         and type(spec.get("args", [])) is list
         and type(spec.get("kwargs", {})) is dict
     ):
         return spec
     try:
-        checked = parse_spec(row.spec_text if spec is None else spec, result_id=row.result_id)
+        return parse_spec(row.spec_text if spec is None else spec, result_id=row.result_id)
     except InvalidSpec as exc:
         return Refusal(kind=ErrorKind.INVALID_SPEC, message=str(exc))
-    if len(_VALID_PATHS) >= _VALID_PATHS_MAX:
-        _VALID_PATHS.clear()
-    _VALID_PATHS.add(checked["task_path"])
-    return checked
 
 
 def outcome_completion(

@@ -135,14 +135,19 @@ def parse_envelope(raw: bytes | str) -> dict[str, Any] | None:
 def outcome_from_envelope(
     envelope: dict[str, Any], *, stdout: str = "", stderr: str = ""
 ) -> Outcome:
-    """Success, or an ``app_error`` carrying the task's exception class, message and traceback."""
+    """Success, or an ``app_error`` carrying the task's exception class, message and traceback.
+
+    A ``"kind": "security_violation"`` envelope (the child refused the task path) keeps
+    that kind; no other kind is taken from a child.
+    """
     if envelope["ok"]:
         return Outcome.success(envelope.get("return"), stdout=stdout, stderr=stderr)
     exception_class = envelope.get("exception_class")
     traceback = envelope.get("traceback")
     message = envelope.get("message")
+    refused = envelope.get("kind") == ErrorKind.SECURITY_VIOLATION
     return Outcome.failure(
-        ErrorKind.APP_ERROR,
+        ErrorKind.SECURITY_VIOLATION if refused else ErrorKind.APP_ERROR,
         "" if message is None else str(message),
         exception_class=None if exception_class is None else str(exception_class),
         traceback=None if traceback is None else str(traceback),

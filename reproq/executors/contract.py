@@ -27,15 +27,17 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 from reproq.context import TaskContext, enter, leave
+from reproq.errors import TaskNotAllowed
+from reproq.models import ErrorKind
 
 PRODUCTION_ENV = "REPROQ_PRODUCTION"
+"""Environment variable that marks a production deployment (``1``/``true``/``yes``/``on``)."""
 WORKER_ID_ENV = "REPROQ_WORKER_ID"
 """Set by the subprocess executor: the id of the worker running this attempt."""
-"""Environment variable that marks a production deployment (``1``/``true``/``yes``/``on``)."""
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -54,13 +56,20 @@ def exception_class_name(exc_type: type[BaseException]) -> str:
 
 
 def failure_envelope(exc: BaseException, *, message: str | None = None) -> dict[str, Any]:
-    """The failure envelope for an exception (``message`` overrides ``str(exc)``)."""
-    return {
+    """The failure envelope for an exception (``message`` overrides ``str(exc)``).
+
+    A refused task path adds ``"kind": "security_violation"`` so the worker records it
+    as such (never retried) instead of as the task's own error.
+    """
+    envelope = {
         "ok": False,
         "exception_class": exception_class_name(type(exc)),
         "message": _describe(exc) if message is None else message,
         "traceback": "".join(traceback.format_exception(exc)),
     }
+    if isinstance(exc, TaskNotAllowed):
+        envelope["kind"] = str(ErrorKind.SECURITY_VIOLATION)
+    return envelope
 
 
 def _describe(exc: BaseException) -> str:
@@ -73,20 +82,72 @@ def _describe(exc: BaseException) -> str:
 def resolve_task(task_path: str) -> Callable[..., Any]:
     """Import the callable named by a dotted path such as ``myapp.tasks.send_email``.
 
-    The longest importable module prefix is imported and the rest is looked up as
-    attributes, so ``pkg.mod.Class.method`` works too. Raises :class:`ImportError` with a
-    message naming the task when the module or attribute is missing or not callable.
+    The longest importable module prefix is imported and the rest is looked up in it, so
+    ``pkg.mod.Class.method`` works too. The worker checks the path, as text, against its
+    allow-list; so that the check holds for what actually runs, resolution never leaves
+    the module the path names. :class:`~reproq.errors.TaskNotAllowed` is raised when
+
+    - a part starts with ``_`` (private names, ``__globals__``/``__builtins__`` chains);
+    - a name after the module is another module (``reproq.demo.logging.os.system``), or an
+      object that is not a class defined in the module (only classes are looked into);
+    - the callable is not defined in that module (``__module__``): a name the module
+      imported, such as ``from os import system``, is not one of its tasks.
+
+    A missing module or attribute, or one that is not callable, raises
+    :class:`ImportError` naming the task.
     """
     parts = task_path.split(".")
     if len(parts) < 2 or not all(parts):
         raise ImportError(f"task path {task_path!r} is not a dotted path like 'pkg.module.func'")
-    obj: Any = None
+    private = next((part for part in parts if part.startswith("_")), None)
+    if private is not None:
+        raise TaskNotAllowed(
+            f"task {task_path!r} names the private name {private!r}: only public names run"
+        )
+    module, split = _import_longest_prefix(task_path, parts)
+    module_name = ".".join(parts[:split])
+    if not isinstance(module, ModuleType) or module.__name__ != module_name:
+        raise TaskNotAllowed(f"task {task_path!r}: {module_name!r} is not a module of that name")
+    obj: Any = module
+    tail = parts[split:]
+    for i, attr in enumerate(tail):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError as exc:
+            raise ImportError(
+                f"cannot import task {task_path!r}: {'.'.join(parts[: split + i])!r} "
+                f"has no attribute {attr!r}",
+                name=task_path,
+            ) from exc
+        if isinstance(obj, ModuleType):
+            raise TaskNotAllowed(
+                f"task {task_path!r}: {attr!r} is a module imported by {module_name!r}, "
+                "not a task defined in it"
+            )
+        last = i == len(tail) - 1
+        if last and not callable(obj):
+            raise ImportError(f"task {task_path!r} is a {type(obj).__name__}, not a callable")
+        if not last and not isinstance(obj, type):
+            raise TaskNotAllowed(
+                f"task {task_path!r}: {attr!r} is a {type(obj).__name__}; only classes "
+                f"defined in {module_name!r} are looked into"
+            )
+        defined_in = getattr(obj, "__module__", None)
+        if defined_in != module_name:
+            raise TaskNotAllowed(
+                f"task {task_path!r}: {attr!r} is defined in {defined_in!r}, not in "
+                f"{module_name!r}; enqueue it by the path of the module that defines it"
+            )
+    return obj  # type: ignore[no-any-return]
+
+
+def _import_longest_prefix(task_path: str, parts: list[str]) -> tuple[Any, int]:
+    """The module of the longest importable prefix of ``parts`` and how many parts it spans."""
     first_missing: ModuleNotFoundError | None = None
-    split = 0
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         try:
-            obj = importlib.import_module(module_name)
+            return importlib.import_module(module_name), split
         except ModuleNotFoundError as exc:
             missing = exc.name or ""
             # Only a missing prefix of the path means "try a shorter module"; a missing
@@ -95,23 +156,9 @@ def resolve_task(task_path: str) -> Callable[..., Any]:
                 first_missing = first_missing or exc
                 continue
             raise
-        break
-    else:
-        raise ImportError(
-            f"cannot import task {task_path!r}: {first_missing}", name=task_path
-        ) from first_missing
-    for attr in parts[split:]:
-        try:
-            obj = getattr(obj, attr)
-        except AttributeError as exc:
-            raise ImportError(
-                f"cannot import task {task_path!r}: {'.'.join(parts[:split])!r} "
-                f"has no attribute {attr!r}",
-                name=task_path,
-            ) from exc
-    if not callable(obj):
-        raise ImportError(f"task {task_path!r} is a {type(obj).__name__}, not a callable")
-    return obj  # type: ignore[no-any-return]
+    raise ImportError(
+        f"cannot import task {task_path!r}: {first_missing}", name=task_path
+    ) from first_missing
 
 
 class _NotCancelled:

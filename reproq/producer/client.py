@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from reproq.db import Conn, connect, redact_dsn, resolve_dsn
 from reproq.errors import DatabaseError
 from reproq.producer.enqueue import insert_task, insert_tasks
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.producer.workflow import WorkflowIds, enqueue_chain, enqueue_chord, enqueue_group
 from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
 
@@ -109,7 +109,7 @@ class Client:
         # Lazy: rows are built batch by batch while earlier batches are being inserted.
         rows = (sig.to_new_task(now=now) for sig in sigs)
         with self.connection() as conn:
-            return insert_tasks(conn, rows, dedup=dedup)
+            return insert_tasks(conn, rows, dedup=dedup, count=len(sigs))
 
     def chain(self, steps: Sequence[Signature]) -> WorkflowIds:
         """Enqueue steps that run one after another."""

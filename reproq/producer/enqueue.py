@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,22 @@ from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
 from reproq.queries import q
-from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, canonical_json
+from reproq.spec import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_TIMEOUT_SECONDS,
+    canonical_json,
+    check_keys,
+    unencodable_part,
+)
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs larger than this are refused at enqueue time (the executor refuses them too)."""
 
-_BATCH = 5000
+BATCH_ROWS = 5000
 """Rows per INSERT statement in bulk enqueue: large enough to amortise the round trip."""
+
+_INT_MAX = 2**31 - 1
+"""The largest value of a PostgreSQL ``integer`` column (priority, attempts, timeout)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -68,8 +78,18 @@ class NewTask:
         max_spec_bytes: int = MAX_SPEC_BYTES,
     ) -> NewTask:
         """Derive the row's columns from the spec (queue, priority, keys, limits, run_after)."""
-        text = canonical_json(spec)
-        data = text.encode("utf-8")
+        try:
+            text = canonical_json(spec)
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            part = unencodable_part(spec) or "a lone surrogate"
+            raise InvalidSpec(
+                f"spec for {spec.get('task_path')!r} cannot be stored as UTF-8: {part}"
+            ) from None
+        except RecursionError:
+            raise InvalidSpec(
+                f"spec for {spec.get('task_path')!r} is nested too deeply to store"
+            ) from None
         size = len(data)
         if size > max_spec_bytes:
             raise PayloadTooLarge(
@@ -101,13 +121,21 @@ class NewTask:
         )
 
     def validate(self) -> None:
-        """Refuse values the worker could never honour."""
+        """Refuse values the worker could never honour or the columns cannot hold."""
         if self.max_attempts < 1:
             raise InvalidSpec(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.timeout_seconds < 1:
             raise InvalidSpec(f"timeout_seconds must be at least 1, got {self.timeout_seconds}")
         if self.concurrency_limit < 0:
             raise InvalidSpec(f"concurrency_limit must be >= 0, got {self.concurrency_limit}")
+        for name in ("max_attempts", "timeout_seconds", "concurrency_limit"):
+            if getattr(self, name) > _INT_MAX:
+                raise InvalidSpec(f"{name} must be at most {_INT_MAX}, got {getattr(self, name)}")
+        if not -_INT_MAX - 1 <= self.priority <= _INT_MAX:
+            raise InvalidSpec(
+                f"priority must be between {-_INT_MAX - 1} and {_INT_MAX}, got {self.priority}"
+            )
+        check_keys(self.lock_key, self.concurrency_key)
 
     def _metadata_text(self) -> str:
         return json.dumps(dict(self.metadata), default=str) if self.metadata else "{}"
@@ -181,7 +209,9 @@ def insert_task(conn: Conn, task: NewTask, *, dedup: bool = True) -> int:
     raise AlreadyQueued(task.spec_hash, -1)
 
 
-def insert_tasks(conn: Conn, tasks: Iterable[NewTask], *, dedup: bool = True) -> list[int]:
+def insert_tasks(
+    conn: Conn, tasks: Iterable[NewTask], *, dedup: bool = True, count: int | None = None
+) -> list[int]:
     """Insert many task runs in a few round trips; ids come back in input order.
 
     Ids are reserved up front so the result maps exactly onto the input (and rows of one
@@ -189,23 +219,41 @@ def insert_tasks(conn: Conn, tasks: Iterable[NewTask], *, dedup: bool = True) ->
     move into ``task_runs`` with one INSERT per batch, so the unique active-spec index
     still deduplicates: an input whose spec is already active gets the active row's id
     (``dedup=True``) or raises :class:`AlreadyQueued`. Runs in one transaction (a
-    savepoint when the caller has one open).
+    savepoint when the caller has one open). The rows of one call share one
+    ``enqueued_at``; after priority they run in no particular order among themselves.
 
     ``tasks`` may be a lazy iterable: while the database inserts one batch, the next is
-    built in the calling thread, so building specs and inserting rows overlap.
+    built in the calling thread, so building specs and inserting rows overlap. ``count``
+    (how many there are, when the caller knows) spares building the second batch before
+    the first is sent, which is otherwise how a lazy input shows it spans several.
+
+    Concurrent calls never deadlock on specs they share. A row waits for a concurrent
+    insert of the same spec until that transaction ends, while holding the rows it
+    already inserted, so two calls that reach shared specs in opposite orders would wait
+    for each other. Each batch therefore goes in in ``spec_hash`` order (one global order
+    for every call), and a call of more than one batch, whose batches together are not
+    in that order, first takes an exclusive lock that bulk calls share otherwise
+    (``enqueue_bulk_lock``): it runs alone among bulk enqueues.
     """
     ids: list[int] = []
-    batches = _batches(tasks, _BATCH)
+    batches = _batches(tasks, BATCH_ROWS)
     first = next(batches, None)
     if first is None:
         return ids
+    if count is None and isinstance(tasks, Sized):
+        count = len(tasks)
+    second = next(batches, None) if count is None else None
+    several = second is not None if count is None else count > BATCH_ROWS
+    lock = "exclusive" if several else "shared" if len(first) > 1 else None
     with (
         translate_errors(),
         conn.transaction(),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="reproq-enqueue") as db,
     ):
+        if lock is not None:
+            conn.execute(q("enqueue_bulk_lock"), {"exclusive": lock == "exclusive"})
         pending = db.submit(_insert_batch, conn, first, dedup=dedup)
-        for batch in batches:
+        for batch in itertools.chain([second] if second else [], batches):
             # The connection is used by one thread at a time: this batch was built
             # while the previous one was in flight, and waits for it here.
             ids.extend(pending.result())

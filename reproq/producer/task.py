@@ -1,93 +1,55 @@
-"""Task signatures (what to run, with which options) and the ``@task`` decorator."""
+"""The ``@task`` decorator: a function that can be called directly or enqueued.
+
+Typed end to end: ``@task`` keeps the function's parameters (a ``ParamSpec``), so
+``send_email.enqueue(42, welcome=True)`` and ``send_email.sig(...)`` are checked against
+``send_email``'s own signature, and every argument, including one named ``client``,
+belongs to the task. The client to enqueue with is chosen apart from the arguments:
+``send_email.using(client).enqueue(42)`` (default: :func:`reproq.configure`'s client).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from reproq.errors import InvalidSpec
-from reproq.producer.enqueue import NewTask
-from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS, build_spec
+from reproq.producer.signature import Signature
 
 if TYPE_CHECKING:
     from reproq.producer.client import Client
+
+__all__ = ["EnqueueOptions", "Task", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Signature:
-    """One task invocation with its enqueue options, ready to become a row."""
+class EnqueueOptions(TypedDict, total=False):
+    """Enqueue options a task can default: the keyword fields of :class:`Signature`."""
 
-    task_path: str
-    args: Sequence[Any] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    queue: str = "default"
-    priority: int = 0
-    run_after: dt.datetime | dt.timedelta | float | None = None
-    lock_key: str | None = None
-    concurrency_key: str | None = None
-    concurrency_limit: int = 0
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    expires_in: dt.timedelta | float | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    extra_spec: Mapping[str, Any] = field(default_factory=dict)
-
-    def with_options(self, **options: Any) -> Signature:
-        """A copy with some options changed (``queue=``, ``priority=``, …)."""
-        return replace(self, **options)
-
-    def to_new_task(self, *, now: dt.datetime | None = None, **row: Any) -> NewTask:
-        """The row to insert; ``row`` passes workflow columns (parent_id, status, …)."""
-        now = now or dt.datetime.now(dt.UTC)
-        if self.concurrency_limit < 0:
-            raise InvalidSpec(f"concurrency_limit must be >= 0, got {self.concurrency_limit}")
-        if self.concurrency_limit and not self.concurrency_key:
-            raise InvalidSpec("concurrency_limit needs a concurrency_key")
-        spec = build_spec(
-            self.task_path,
-            self.args,
-            self.kwargs,
-            queue_name=self.queue,
-            priority=self.priority,
-            lock_key=self.lock_key,
-            concurrency_key=self.concurrency_key,
-            concurrency_limit=self.concurrency_limit,
-            run_after=_absolute(self.run_after, now),
-            timeout_seconds=self.timeout_seconds,
-            max_attempts=self.max_attempts,
-            extra=self.extra_spec,
-        )
-        expires = _absolute(self.expires_in, now)
-        return NewTask.from_spec(spec, expires_at=expires, metadata=self.metadata, **row)
-
-
-def _absolute(
-    value: dt.datetime | dt.timedelta | float | None, now: dt.datetime
-) -> dt.datetime | None:
-    """An instant from an absolute time, an offset, or seconds from now."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise InvalidSpec(f"{value.isoformat()} has no timezone; pass an aware datetime")
-        return value.astimezone(dt.UTC)
-    if isinstance(value, dt.timedelta):
-        return now + value
-    return now + dt.timedelta(seconds=float(value))
+    queue: str
+    priority: int
+    run_after: dt.datetime | dt.timedelta | float | None
+    lock_key: str | None
+    concurrency_key: str | None
+    concurrency_limit: int
+    max_attempts: int
+    timeout_seconds: int
+    expires_in: dt.timedelta | float | None
+    metadata: Mapping[str, Any]
+    extra_spec: Mapping[str, Any]
 
 
 class Task(Generic[P, R]):
     """A function registered as a task: call it directly, or ``.enqueue(...)`` it."""
 
-    def __init__(self, func: Callable[P, R], defaults: Signature) -> None:
+    def __init__(self, func: Callable[P, R], defaults: Signature, client: Client | None = None):
         self.func = func
         self.defaults = defaults
+        self.client = client
         functools.update_wrapper(self, func)
 
     @property
@@ -98,27 +60,50 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def sig(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature for workflows (chain / group / chord)."""
+    def sig(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """A signature for workflows (chain / group / chord) and ``enqueue_many``."""
         return replace(self.defaults, args=args, kwargs=kwargs)
 
-    def options(self, **options: Any) -> Task[P, R]:
+    def options(self, **options: Unpack[EnqueueOptions]) -> Task[P, R]:
         """A copy of this task with other default enqueue options."""
-        return Task(self.func, self.defaults.with_options(**options))
+        return Task(self.func, self.defaults.with_options(**options), self.client)
 
-    def enqueue(self, *args: Any, client: Client | None = None, **kwargs: Any) -> int:
-        """Enqueue one run with these arguments; returns its result_id."""
-        from reproq.producer.client import default_client
+    def using(self, client: Client) -> Task[P, R]:
+        """A copy of this task that enqueues through ``client``."""
+        return Task(self.func, self.defaults, client)
 
-        return (client or default_client()).enqueue_signature(self.sig(*args, **kwargs))
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """Enqueue one run with these arguments; returns its result_id.
+
+        Goes through the client of :meth:`using`, else the process-wide default client.
+        """
+        client = self.client
+        if client is None:
+            # Imported on first enqueue: a worker importing a task module never needs the
+            # producer's connection pool.
+            from reproq.producer.client import default_client
+
+            client = default_client()
+        return client.enqueue_signature(self.sig(*args, **kwargs))
+
+
+@overload
+def task(func: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *, name: str | None = None, **options: Unpack[EnqueueOptions]
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(
     func: Callable[P, R] | None = None,
+    /,
     *,
     name: str | None = None,
-    **options: Any,
-) -> Any:
+    **options: Unpack[EnqueueOptions],
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function as a task; ``@task`` or ``@task(queue="emails", priority=5)``."""
 
     def wrap(fn: Callable[P, R]) -> Task[P, R]:

@@ -20,7 +20,7 @@ from reproq.db import Conn
 from reproq.errors import InvalidSpec
 from reproq.models import TaskStatus
 from reproq.producer.enqueue import insert_tasks, insert_workflow_run
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from reproq.clock import Clock, SystemClock
 from reproq.config import (
+    ExecutorKind,
     MockOptions,
     PoolSettings,
     ProcessOptions,
@@ -147,6 +148,8 @@ def executor_options(settings: Settings, pool: PoolSettings) -> dict[str, Any]:
         }
     if isinstance(options, MockOptions):
         return {"duration": options.duration, "failure_rate": options.failure_rate}
+    if pool.executor == ExecutorKind.THREAD:
+        return {"max_output_bytes": worker.max_output_bytes}
     return {}
 
 

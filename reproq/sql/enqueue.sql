@@ -31,6 +31,14 @@ SELECT min(id) AS first, max(id) AS last,
        CASE WHEN max(id) - min(id) + 1 <> %(n)s THEN array_agg(id ORDER BY id) END AS ids
 FROM reserved;
 
+-- name: enqueue_bulk_lock
+-- Bulk enqueues share this lock, except a call of several batches, which takes it alone
+-- (see insert_tasks). Key space "rpq" 3; the worker's keys use 1 and 2.
+SELECT CASE WHEN %(exclusive)s
+            THEN pg_advisory_xact_lock(1919971587, 0)::text
+            ELSE pg_advisory_xact_lock_shared(1919971587, 0)::text
+       END AS locked;
+
 -- name: enqueue_create_buffer
 -- Bulk enqueue streams rows with COPY into this buffer, then moves them with one
 -- INSERT ... SELECT so ON CONFLICT can dedup. Dropped at the end of the transaction.
@@ -63,7 +71,10 @@ WITH inserted AS (
         concurrency_limit, '[]'::jsonb, '[]'::jsonb, metadata_json, expires_at, parent_id,
         workflow_id, wait_count, now(), now(), false
     FROM reproq_enqueue_buffer
-    ORDER BY result_id
+    -- One global order for every writer: a row can wait for a concurrent insert of the
+    -- same spec while holding the rows before it, so two batches sharing specs in
+    -- opposite orders would deadlock (see insert_tasks).
+    ORDER BY spec_hash, result_id
     ON CONFLICT (spec_hash) WHERE status IN ('READY', 'RUNNING') DO NOTHING
     RETURNING result_id
 )

@@ -128,14 +128,18 @@ cand AS (
            CASE WHEN c.concurrency_limit > 0 THEN c.concurrency_key END AS concurrency_key,
            c.concurrency_limit, c.ord, c.aged
     FROM candidates c
-    -- A key already RUNNING (as far as this snapshot sees) blocks its rows.
+    -- A key already RUNNING (as far as this snapshot sees) blocks its rows. Keys are
+    -- indexed by hashtext(key) (migration 0006), so the lookups name it.
     WHERE c.lock_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM task_runs r WHERE r.lock_key = c.lock_key AND r.status = 'RUNNING')
+        SELECT 1 FROM task_runs r
+        WHERE hashtext(r.lock_key) = hashtext(c.lock_key) AND r.lock_key = c.lock_key
+          AND r.status = 'RUNNING')
 ),
 conc AS (
     SELECT k.concurrency_key, (
         SELECT count(*) FROM task_runs r
-        WHERE r.concurrency_key = k.concurrency_key AND r.status = 'RUNNING'
+        WHERE hashtext(r.concurrency_key) = hashtext(k.concurrency_key)
+          AND r.concurrency_key = k.concurrency_key AND r.status = 'RUNNING'
     ) AS running
     FROM (SELECT DISTINCT concurrency_key FROM cand WHERE concurrency_key IS NOT NULL) k
 ),

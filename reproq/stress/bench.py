@@ -45,7 +45,7 @@ from reproq.pg.server import (
     throwaway_server,
 )
 from reproq.producer.client import Client
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.queries import q
 from reproq.stress.fleet import Fleet, WorkerSettings
 from reproq.stress.report import Progress

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 
 __all__ = [
     "DEFAULT_MIX",

@@ -18,7 +18,7 @@ from reproq.errors import (
 )
 from reproq.ops import admin
 from reproq.producer.enqueue import insert_task
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.producer.workflow import enqueue_chain, enqueue_chord
 from reproq.spec import spec_hash
 

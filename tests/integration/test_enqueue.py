@@ -12,7 +12,8 @@ import pytest
 from reproq.db import Conn
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.producer.client import Client
-from reproq.producer.task import Signature, task
+from reproq.producer.signature import Signature
+from reproq.producer.task import task
 from reproq.spec import spec_hash
 
 
@@ -170,7 +171,7 @@ def test_task_decorator_enqueues_by_its_dotted_path(client: Client, conn: Conn) 
         return user_id
 
     assert send(4) == 4
-    rid = send.enqueue(7, client=client)
+    rid = send.using(client).enqueue(7)
     row = conn.execute(
         "SELECT task_path, queue_name, priority, spec_json FROM task_runs WHERE result_id = %s",
         (rid,),
@@ -179,6 +180,25 @@ def test_task_decorator_enqueues_by_its_dotted_path(client: Client, conn: Conn) 
     assert row["task_path"] == send.path == "app.tasks.send"
     assert (row["queue_name"], row["priority"]) == ("high", 3)
     assert row["spec_json"]["args"] == [7]
+
+
+def test_a_task_argument_named_client_belongs_to_the_task(client: Client, conn: Conn) -> None:
+    @task(name="app.tasks.invoice")
+    def invoice(amount: int, client: str) -> str:
+        return f"{client}: {amount}"
+
+    rid = invoice.using(client).enqueue(10, client="ACME")
+    other = invoice.options(queue="billing").using(client).enqueue(11, client="Initech")
+    rows = conn.execute(
+        "SELECT result_id, queue_name, spec_json FROM task_runs ORDER BY result_id"
+    ).fetchall()
+    assert [(r["result_id"], r["queue_name"]) for r in rows] == [
+        (rid, "default"),
+        (other, "billing"),
+    ]
+    assert rows[0]["spec_json"]["args"] == [10]
+    assert rows[0]["spec_json"]["kwargs"] == {"client": "ACME"}
+    assert rows[1]["spec_json"]["kwargs"] == {"client": "Initech"}
 
 
 def test_chain_rows_wait_on_their_parent(client: Client, conn: Conn) -> None:

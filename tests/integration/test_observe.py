@@ -14,7 +14,7 @@ from reproq.models import TaskStatus
 from reproq.ops import admin, observe
 from reproq.ops.observe import TaskFilter
 from reproq.producer.enqueue import insert_task
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.producer.workflow import enqueue_chain, enqueue_chord
 
 
@@ -179,6 +179,7 @@ def test_parse_filter_reads_the_whole_language() -> None:
         ("status:done", "unknown status 'done'"),
         ("id:abc", "'abc' is not a task id"),
         ("age:>soon", "filter 'age:>soon'"),
+        ("age:>999999999999d", r"filter 'age:>999999999999d': .* must be at most 365000d"),
         ("queue:", "has no value"),
         ("task:a task:b", "already given"),
     ],

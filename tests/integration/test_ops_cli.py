@@ -14,7 +14,7 @@ import pytest
 from reproq.cli import main
 from reproq.db import Conn
 from reproq.producer.enqueue import insert_task
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 
 BAD_DSN = "postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=3"
 

@@ -9,9 +9,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reproq.db import Conn
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
-from reproq.spec import build_spec, canonical_json, spec_hash
+from reproq.spec import build_spec, canonical_json
+from tests.integration.sql_rows import insert_row
 from tests.integration.worker_harness import (
     enqueue,
     errors,
@@ -226,49 +229,25 @@ def test_captured_output_goes_to_a_private_log_file_named_in_logs_uri(
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def _insert_like_django(conn: Conn, task_path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
-    spec = {
-        "v": 1,
-        "task_path": task_path,
-        "args": args,
-        "kwargs": kwargs,
-        "takes_context": False,
-        "queue_name": "default",
-        "priority": 0,
-        "lock_key": None,
-        "concurrency_key": None,
-        "concurrency_limit": 0,
-        "run_after": None,
-        "exec": {"timeout_seconds": 900, "max_attempts": 3},
-        "provenance": {"code_ref": None, "pip_lock_hash": None},
-    }
-    # Every column explicit, as a Django model save does on a table without defaults.
-    found = conn.execute(
-        """
-        INSERT INTO task_runs (
-            backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
-            status, enqueued_at, started_at, last_attempted_at, finished_at, attempts,
-            max_attempts, timeout_seconds, lock_key, concurrency_key, concurrency_limit,
-            worker_ids, return_json, errors_json, metadata_json, last_error, failed_at,
-            leased_until, leased_by, logs_uri, artifacts_uri, expires_at, parent_id,
-            workflow_id, wait_count, created_at, updated_at, cancel_requested
-        ) VALUES (
-            'default', 'default', 0, NULL, %(spec)s::jsonb, %(hash)s, %(path)s,
-            'READY', now(), NULL, NULL, NULL, 0, 3, 900, NULL, NULL, 0, '[]'::jsonb, NULL,
-            '[]'::jsonb, '{}'::jsonb, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-            now(), now(), false
-        ) RETURNING result_id
-        """,
-        {"spec": canonical_json(spec), "hash": spec_hash(spec), "path": task_path},
-    ).fetchone()
-    assert found is not None
-    return int(found["result_id"])
+def test_what_a_thread_task_prints_is_capped_in_its_log_not_in_the_worker_output(
+    dsn: str, conn: Conn, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rid = enqueue(conn, "tests.tasks.executors.print_text", 50 * 1024 * 1024)
+    logs = tmp_path / "logs"
+    with running(dsn, logs_dir=str(logs)):
+        done = wait_status(conn, rid, "SUCCESSFUL", timeout=60)
+    text = Path(done["logs_uri"]).read_text()
+    assert text.startswith("== stdout ==\nxxxxxxxx")
+    assert "[TRUNCATED due to size limit]" in text
+    assert len(text) < 1024 * 1024 + 1000
+    out, err = capfd.readouterr()
+    assert len(out) + len(err) < 100_000
 
 
 def test_a_row_inserted_the_way_reproq_django_does_is_executed(dsn: str, conn: Conn) -> None:
     args: list[Any] = [123, "12.34"]
     kwargs = {"welcome": True, "token": str(uuid.uuid4())}
-    rid = _insert_like_django(conn, "tests.tasks.sample.echo", args, kwargs)
+    rid = insert_row(conn, "tests.tasks.sample.echo", args, kwargs)
     with running(dsn):
         done = wait_status(conn, rid, "SUCCESSFUL")
     assert done["return_json"] == {"args": args, "kwargs": kwargs}
@@ -279,8 +258,8 @@ def test_a_django_row_runs_through_the_subprocess_executor_and_a_contract_module
 ) -> None:
     from reproq.executors.subprocess import SubprocessExecutor
 
-    ok = _insert_like_django(conn, "tests.tasks.sample.add", [20, 22], {})
-    bad = _insert_like_django(conn, "tests.tasks.sample.fail", ["from a child"], {})
+    ok = insert_row(conn, "tests.tasks.sample.add", [20, 22], {})
+    bad = insert_row(conn, "tests.tasks.sample.fail", ["from a child"], {})
     executor = SubprocessExecutor(module="tests.tasks.contract_executor")
     with running(dsn, executor=executor):
         assert wait_status(conn, ok, "SUCCESSFUL")["return_json"] == 42

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from reproq.db import Conn
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 from reproq.producer.workflow import enqueue_chain, enqueue_chord, enqueue_group
 from tests.integration.worker_harness import (
     errors,

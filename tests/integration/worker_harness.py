@@ -16,7 +16,7 @@ from reproq.db import Conn
 from reproq.engine.worker import Worker, WorkerOptions
 from reproq.executors.base import Executor
 from reproq.producer.enqueue import insert_task
-from reproq.producer.task import Signature
+from reproq.producer.signature import Signature
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = "tests.tasks.sample"

@@ -101,6 +101,23 @@ def print_bytes(count: int, stream: str = "stdout") -> int:
     return count
 
 
+def print_text(count: int, stream: str = "stdout", tag: str = "x") -> int:
+    """Write ``count`` characters of ``tag`` to ``sys.stdout`` or ``sys.stderr`` (Python level)."""
+    target = sys.stdout if stream == "stdout" else sys.stderr
+    chunk = tag * 65536
+    left = count
+    while left > 0:
+        left -= target.write(chunk[: min(left, len(chunk))])
+    target.flush()
+    return count
+
+
+def noisy_failure(message: str) -> None:
+    """Print a line, then fail."""
+    print("before failing")
+    raise ValueError(message)
+
+
 def unserialisable() -> object:
     """Return a value JSON cannot hold."""
     return {1, 2, 3}

@@ -91,6 +91,23 @@ def test_a_bad_filter_is_reported_and_the_old_one_kept(
     drive(app, scenario)
 
 
+def test_an_age_past_any_date_is_a_bad_filter_not_a_crash(
+    source: PostgresSource, seed: Seeder
+) -> None:
+    seed.task()
+    app = make_app(source, start="tasks")
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        screen = await _open_tasks(pilot)
+        await pilot.press("slash", *"age:>999999999999d", "enter")
+        await pilot.pause(0.1)
+        assert any("must be at most 365000d" in m for m in notices(app))
+        assert screen.filter_text == ""
+        assert len(screen.rows) == 1
+
+    drive(app, scenario)
+
+
 def test_retry_puts_a_failed_run_back_to_ready(source: PostgresSource, seed: Seeder) -> None:
     failed = seed.failed("billing.charge")
     app = make_app(source, start="tasks")

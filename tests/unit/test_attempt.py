@@ -67,6 +67,10 @@ LEASE = Lease(result_id=7, attempt=1, max_attempts=3)
         (["*"], "os.system", True),
         (["a.", "b."], "b.x", True),
         ([], "myapp.tasks.send", False),
+        (["myapp.tasks."], "myapp.tasks._private", False),
+        (["myapp.tasks."], "myapp.tasks.helpers._os.system", False),
+        (["*"], "myapp.tasks.send.__globals__", False),
+        (["*"], "_private.tasks.send", False),
     ],
 )
 def test_the_allow_list_matches_module_prefixes_at_dot_boundaries(
@@ -88,6 +92,33 @@ def test_the_allow_list_checks_the_path_in_the_spec_that_would_be_executed() -> 
     assert isinstance(refusal, Refusal)
     assert refusal.kind == ErrorKind.SECURITY_VIOLATION
     assert "os.system" in refusal.message
+
+
+def test_a_private_name_is_a_security_violation_even_under_an_allowed_prefix() -> None:
+    spec = {"task_path": "tests.tasks.sample._touch", "args": ["/tmp/x"]}
+    refusal = prepare_call(_row(spec), _policy())
+    assert isinstance(refusal, Refusal)
+    assert refusal.kind == ErrorKind.SECURITY_VIOLATION
+    assert "private '_touch'" in refusal.message
+
+
+@pytest.mark.parametrize("name", ["lock_key", "concurrency_key"])
+def test_a_key_over_the_limit_written_by_another_client_is_an_invalid_spec(name: str) -> None:
+    spec = build_spec("tests.tasks.sample.add", [1, 2])
+    spec[name] = "k" * 9000
+    refusal = prepare_call(_row(spec), _policy())
+    assert isinstance(refusal, Refusal)
+    assert refusal.kind == ErrorKind.INVALID_SPEC
+    assert f"{name} 'kkkk" in refusal.message
+    assert "9000 bytes, over the 1024-byte limit" in refusal.message
+
+
+def test_a_spec_nested_too_deeply_to_read_is_an_invalid_spec() -> None:
+    text = '{"task_path": "tests.tasks.sample.echo", "args": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    refusal = prepare_call(_row(text), _policy(max_payload_bytes=10**6))
+    assert isinstance(refusal, Refusal)
+    assert refusal.kind == ErrorKind.INVALID_SPEC
+    assert "nested too deeply" in refusal.message
 
 
 @pytest.mark.parametrize(

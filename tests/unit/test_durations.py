@@ -119,3 +119,12 @@ def test_parse_when_rejects_unreadable_times_naming_them(text: str) -> None:
     with pytest.raises(DurationError) as info:
         parse_when(text, NOW)
     assert repr(text) in str(info.value) or repr(text[1:]) in str(info.value)
+
+
+def test_durations_stop_at_about_a_thousand_years() -> None:
+    assert parse_duration("365000d") == 365_000 * 86_400
+    with pytest.raises(DurationError, match=r"must be at most 365000d \(about 1000 years\)"):
+        parse_duration("365001d", key="--older-than")
+    with pytest.raises(DurationError, match="--run-after: invalid duration '999999999d'"):
+        parse_when("+999999999d", NOW, key="--run-after")
+    assert parse_when("+365000d", NOW) == NOW + timedelta(days=365_000)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reproq.errors import TaskNotAllowed
 from reproq.executors.contract import call_task, exception_class_name, production_mode, resolve_task
 from tests.tasks import executors as tasks
 
@@ -128,8 +129,15 @@ def test_stdout_stays_ascii_whatever_the_return_value() -> None:
 
 def test_resolve_task_finds_module_level_functions_and_nested_attributes() -> None:
     assert resolve_task(f"{TASKS}.add") is tasks.add
-    assert resolve_task("os.path.join") is os.path.join
-    assert resolve_task("json.JSONDecoder.decode") is json.JSONDecoder.decode
+    assert resolve_task("posixpath.join") is os.path.join
+    assert resolve_task("json.decoder.JSONDecoder.decode") is json.JSONDecoder.decode
+
+
+def test_resolve_task_refuses_a_name_its_module_only_imported_or_aliases() -> None:
+    with pytest.raises(TaskNotAllowed, match=r"'os\.path' is not a module of that name"):
+        resolve_task("os.path.join")  # os.path is posixpath
+    with pytest.raises(TaskNotAllowed, match=r"defined in 'json\.decoder', not in 'json'"):
+        resolve_task("json.JSONDecoder.decode")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from reproq.errors import InvalidSpec
-from reproq.spec import build_spec, canonical_json, encode_value, parse_spec, spec_hash
+from reproq.spec import (
+    MAX_KEY_BYTES,
+    build_spec,
+    canonical_json,
+    encode_value,
+    key_problem,
+    parse_spec,
+    private_part,
+    spec_hash,
+    unencodable_part,
+)
 
 CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "contracts"
 
@@ -108,3 +118,51 @@ def test_checked_task_paths_are_remembered_but_bad_ones_never_are() -> None:
     for bad in ("not a path", "app..run", None, ["app", "run"]):
         with pytest.raises(InvalidSpec, match="dotted path"):
             build_spec(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("path", "private"),
+    [
+        ("myapp.tasks.send", None),
+        ("myapp.tasks._send", "_send"),
+        ("myapp._internal.send", "_internal"),
+        ("_myapp.tasks.send", "_myapp"),
+        ("myapp.tasks.send.__globals__", "__globals__"),
+        ("my_app.tasks.send_email", None),
+    ],
+)
+def test_private_part_finds_the_first_name_starting_with_an_underscore(
+    path: str, private: str | None
+) -> None:
+    assert private_part(path) == private
+
+
+def test_a_private_task_path_is_refused_when_the_spec_is_built() -> None:
+    with pytest.raises(InvalidSpec, match="names the private '_os'"):
+        build_spec("myapp.tasks._os.system", ["true"])
+
+
+def test_key_problem_names_the_key_and_counts_utf8_bytes() -> None:
+    assert key_problem("lock_key", None) is None
+    assert key_problem("lock_key", "k" * MAX_KEY_BYTES) is None
+    problem = key_problem("concurrency_key", "€" * 400)  # 3 bytes each
+    assert problem == (
+        f"concurrency_key {'€' * 24!r}… is 1200 bytes, over the {MAX_KEY_BYTES}-byte limit for keys"
+    )
+    assert key_problem("lock_key", 42) == "lock_key must be a string, got int"
+
+
+def test_unencodable_part_names_where_the_lone_surrogate_is() -> None:
+    spec = build_spec("app.tasks.a", ["ok", ["\ud800"]], {"k": {"deep": "x\udfff"}})
+    assert unencodable_part(spec) == "args[1][0]: a lone surrogate '\\ud800'"
+    spec["args"] = []
+    assert unencodable_part(spec) == "kwargs.k.deep: a lone surrogate '\\udfff'"
+    assert unencodable_part(build_spec("app.tasks.a", ["fine"])) is None
+
+
+def test_arguments_nested_too_deeply_are_an_invalid_spec() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidSpec, match="kwargs are nested too deeply to store"):
+        build_spec("app.tasks.a", [], {"deep": deep})

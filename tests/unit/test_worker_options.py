@@ -80,7 +80,8 @@ def _executor_options(*argv: str) -> dict[str, object]:
 
 
 def test_executor_flags_become_executor_options() -> None:
-    assert _executor_options() == {}
+    assert _executor_options() == {"max_output_bytes": 1024 * 1024}  # the thread executor's cap
+    assert _executor_options("--max-output-bytes", "4096") == {"max_output_bytes": 4096}
     mock = _executor_options("--executor", "mock", "--mock-duration", "0.1-0.2")
     assert mock == {"duration": "0.1-0.2", "failure_rate": 0.0}
     sub = _executor_options(
@@ -136,3 +137,18 @@ def test_connections_flag_and_pool_key(tmp_path: Path, monkeypatch: pytest.Monke
     pool = options_from_args(_args("--config", str(config)))
     assert (pool.concurrency, pool.connections) == (800, 2)
     assert options_from_args(_args("--config", str(config), "--connections", "4")).connections == 4
+
+
+def test_a_thread_pool_in_a_config_file_caps_task_output_at_max_output_bytes(
+    tmp_path: Path,
+) -> None:
+    from reproq.config import load_settings
+    from reproq.runtime.supervisor import executor_options
+
+    config = tmp_path / "t.toml"
+    config.write_text(
+        "[worker]\nmax_output_bytes = 2048\n\n"
+        '[[pools]]\nname = "fast"\nexecutor = "thread"\nqueues = ["default"]\n'
+    )
+    settings = load_settings(config, env={})
+    assert executor_options(settings, settings.pools[0]) == {"max_output_bytes": 2048}
