@@ -136,7 +136,7 @@ class WorkerOptions:
     claim_batch: int = 200  # most rows one claim statement takes
     connections: int = 1  # lanes, each with its own connection (reproq.engine.worker_group)
     max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
-    statement_timeout: float = 60.0
+    statement_timeout: float = 15.0  # the worker's statements; a frozen server shows 5 s later
 
     def __post_init__(self) -> None:
         # Accept lists (config files, callers) but store immutable values.
@@ -1031,13 +1031,20 @@ class Worker(InBackground):
     # -- database ----------------------------------------------------------------------
 
     def _connect(self) -> Conn:
-        from reproq.db import connect
+        from reproq.db import STATEMENT_ANSWER_GRACE, connect
 
-        conn = connect(self.dsn, application_name=self._app_name)
+        # A server that has not answered by the end of its own statement_timeout is frozen
+        # or cut off: give the connection up then, and carry on on a new one.
+        timeout = self.options.statement_timeout
+        conn = connect(
+            self.dsn,
+            application_name=self._app_name,
+            answer_timeout=timeout + STATEMENT_ANSWER_GRACE if timeout > 0 else None,
+        )
         try:
             conn.execute(
                 q("worker_session_setup"),
-                {"statement_timeout": f"{int(self.options.statement_timeout * 1000)}ms"},
+                {"statement_timeout": f"{int(timeout * 1000)}ms"},
             )
         except psycopg.Error as exc:
             conn.close()
