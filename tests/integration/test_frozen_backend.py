@@ -100,9 +100,9 @@ def test_a_cli_worker_stuck_on_a_frozen_backend_exits_on_the_second_sigterm(
 
 
 def test_a_beat_stuck_on_a_frozen_backend_exits_on_the_second_sigterm(dsn: str, conn: Conn) -> None:
+    command = [sys.executable, "-m", "reproq", "beat", "--dsn", dsn, "--interval", "0.2s"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reproq", "beat", "--dsn", dsn, "--interval", "0.2s"]
-        + ["--name", "frozen-beat"],
+        [*command, "--name", "frozen-beat"],
         cwd=ROOT,
         env=worker_env(),
         stdout=subprocess.DEVNULL,
