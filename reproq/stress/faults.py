@@ -36,7 +36,7 @@ from typing import Protocol
 
 from reproq.db import connect, translate_errors
 from reproq.errors import ReproqError, UsageError
-from reproq.pg.server import LocalPostgres
+from reproq.pg.cluster import LocalPostgres
 from reproq.queries import q
 
 __all__ = [

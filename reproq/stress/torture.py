@@ -41,9 +41,9 @@ from psycopg_pool import PoolTimeout
 from reproq.db import Conn, connect, translate_errors
 from reproq.errors import ActionNotAllowed, DatabaseError, TaskNotFound, UsageError
 from reproq.ops import admin
+from reproq.pg.cluster import LocalPostgres
 from reproq.pg.migrations import migrate
-from reproq.pg.server import (
-    LocalPostgres,
+from reproq.pg.throwaway import (
     ServerKind,
     create_database,
     drop_database,
