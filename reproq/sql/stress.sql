@@ -124,6 +124,15 @@ WHERE datname = current_database()
   AND backend_type = 'client backend'
   AND coalesce(application_name, '') NOT LIKE %(spared)s;
 
+-- name: stress_worker_backends
+-- The server processes of a worker's control connections (application_name
+-- 'reproq-worker <id>', cut at PostgreSQL's 63 bytes).
+SELECT pid
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND backend_type = 'client backend'
+  AND application_name = left(%(application_name)s, 63);
+
 -- name: stress_lock_task_runs
 -- Blocks every writer of task_runs (claims, heartbeats, completions, enqueues) while
 -- readers go on; held until the surrounding transaction ends.

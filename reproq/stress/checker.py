@@ -465,7 +465,8 @@ def evidence(snapshot: Snapshot) -> dict[str, int]:
     """How hard the run pushed: counts of the situations the invariants are about.
 
     A run that passes without lease expiries, fenced-out executions or retries proves
-    little; these numbers say what was actually exercised.
+    little; these numbers say what was actually exercised. ``executions_in_task_processes``
+    counts bodies run in a process the worker started (the ``subprocess`` fleet).
     """
     run = RunIndex(snapshot)
     counts: dict[str, int] = defaultdict(int)
@@ -490,4 +491,9 @@ def evidence(snapshot: Snapshot) -> dict[str, int]:
                 counts["fenced_out_results_discarded"] += 1
         if execution.finished_at is None:
             counts["executions_unfinished"] += 1
+        if execution.pid not in snapshot.facts.process_exits and any(
+            pid in snapshot.facts.process_exits for pid in execution.ancestors
+        ):
+            counts["executions_in_task_processes"] += 1
+    counts["executions_whose_worker_died"] = orphaned_executions(run)[1]
     return dict(sorted(counts.items()))

@@ -116,13 +116,13 @@ def twin_attempt_overlaps(
 
 def orphaned_executions(run: RunIndex) -> tuple[list[str], int]:
     """Executions that ran on after their worker process died; and how many executions
-    had a worker that died while they ran."""
+    had their worker die while they ran (or before they recorded an end)."""
     lines: list[str] = []
     checked = 0
     for execution in run.snapshot.executions:
         death = run.worker_death(execution)
-        if death is None:
-            continue
+        if death is None or (execution.finished_at is not None and execution.finished_at < death):
+            continue  # the worker lived on after the body ended
         checked += 1
         if run.outlived_worker(execution):
             lines.append(
