@@ -1,6 +1,6 @@
 """Shared fixtures: one PostgreSQL server per test session, one fresh database per test.
 
-The server comes from :func:`reproq.pg.server.throwaway_server`: ``$REPROQ_TEST_DSN`` if
+The server comes from :func:`reproq.pg.throwaway.throwaway_server`: ``$REPROQ_TEST_DSN`` if
 set, else Docker if a daemon answers, else a throwaway local cluster. Database names are
 unique (a random suffix), so parallel workers (``pytest -n``) and runs sharing one
 ``REPROQ_TEST_DSN`` server never collide.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from reproq.db import Conn, connect
-from reproq.pg.server import (
+from reproq.pg.throwaway import (
     TEST_SETTINGS,
     ServerInfo,
     create_database,

@@ -6,10 +6,14 @@ import argparse
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from reproq.cli._common import add_dsn_arguments, dsn_from_args
 from reproq.durations import parse_duration
 from reproq.errors import UsageError
+
+if TYPE_CHECKING:
+    from reproq.schedule.beat import Beat
 
 DEFAULT_INTERVAL = "30s"
 
@@ -58,15 +62,28 @@ def handle(args: argparse.Namespace) -> int:
             count = beat.run_once()
         print(f"enqueued {count}")
         return 0
+    _run_until_signalled(beat)
+    return 0
+
+
+def _run_until_signalled(beat: Beat) -> None:
+    """Run the beat until SIGTERM/SIGINT; a second signal ends the process within seconds
+    even if the beat is stuck (on a frozen database, say)."""
+    from reproq.runtime.forced_exit import FORCED_EXIT_SECONDS, exit_later
+
     stop = threading.Event()
+    forced: list[threading.Event] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and not forced:
+            forced.append(exit_later(FORCED_EXIT_SECONDS, what=f"beat {beat.name}"))
         stop.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         beat.run(stop)
     finally:
+        for done in forced:
+            done.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0

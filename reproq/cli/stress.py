@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="all",
         metavar="LIST",
         help=(
-            "comma-separated faults: kill, stop, term, db-kill, db-restart, slow; "
-            "'all' (default) or 'none'"
+            "comma-separated faults: kill, stop, term, db-kill, db-restart, slow, "
+            "db-freeze; 'all' (default) or 'none'"
         ),
     )
     torture.add_argument(
@@ -76,15 +76,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dsn",
         help=(
             "run in this (dedicated) database instead of a throwaway server; "
-            "db-restart is then skipped"
+            "db-restart and db-freeze are then skipped"
         ),
     )
     torture.add_argument(
         "--executor",
-        default="thread",
-        choices=("thread",),
-        help="executor of the workers (the torture tasks read reproq.context, which the "
-        "thread executor provides; default thread)",
+        default="mixed",
+        choices=("mixed", "thread", "subprocess"),
+        help="executor of the workers: mixed (default) runs the first worker with the "
+        "subprocess executor (4 slots: each task starts an interpreter) and the rest with "
+        "thread; subprocess runs every worker so",
     )
     torture.add_argument(
         "--lease-seconds",

@@ -2,7 +2,7 @@
 
 SIGTERM or SIGINT stops claiming and lets running tasks finish for up to
 ``--shutdown-timeout``, then gives their leases back; a second signal gives them back at
-once and exits.
+once and exits, within seconds whatever the worker is doing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -22,7 +23,7 @@ from reproq.durations import parse_duration
 from reproq.errors import UsageError
 
 if TYPE_CHECKING:
-    from reproq.engine.worker import WorkerOptions
+    from reproq.engine.worker import Worker, WorkerOptions
 
 __all__ = ["ALLOWED_ENV", "executor_options", "handle", "options_from_args", "register"]
 
@@ -226,11 +227,29 @@ def handle(args: argparse.Namespace) -> int:
     # Tasks that enqueue more work through the default client reach this database.
     os.environ["REPROQ_DSN"] = dsn
     worker = Worker(dsn, options)
+    _run_until_signalled(worker)
+    if worker.error is not None:
+        raise worker.error
+    return 0
+
+
+def _run_until_signalled(worker: Worker) -> None:
+    """Run the worker until SIGTERM/SIGINT have stopped it.
+
+    The first signal drains; the second gives the leases back at once and, should the
+    worker not manage within :data:`~reproq.runtime.forced_exit.FORCED_EXIT_SECONDS` (its
+    control thread stuck on a frozen database, say), ends the process regardless.
+    """
+    from reproq.runtime.forced_exit import FORCED_EXIT_SECONDS, exit_later
+
+    forced: list[threading.Event] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         force = worker.stopping
         log.info("%s: %s", signal.Signals(signum).name, "forcing stop" if force else "stopping")
         worker.request_stop(force=force)
+        if force and not forced:
+            forced.append(exit_later(FORCED_EXIT_SECONDS, what=f"worker {worker.worker_id}"))
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -240,8 +259,7 @@ def handle(args: argparse.Namespace) -> int:
         while not worker.join(0.5):
             pass
     finally:
+        for done in forced:
+            done.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if worker.error is not None:
-        raise worker.error
-    return 0

@@ -448,7 +448,7 @@ def dsn_for_command(config_path: str | None) -> str | None:
     settings = load_settings(path)
     if settings.database.dsn:
         return settings.database.dsn
-    from reproq.pg.server import attach_dsn
+    from reproq.pg.cluster import attach_dsn
 
     data_dir = settings.database.embedded_data_dir
     dsn = attach_dsn(data_dir)

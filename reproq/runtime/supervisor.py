@@ -61,6 +61,7 @@ from reproq.db import Conn, connection, redact_dsn
 from reproq.engine.worker import Worker, WorkerOptions
 from reproq.errors import ConfigError, NotFound, ReproqError
 from reproq.runtime.embedded import EmbeddedPostgres
+from reproq.runtime.forced_exit import FORCED_EXIT_SECONDS, exit_later
 from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
 from reproq.runtime.httpserver import MetricsServer
 from reproq.runtime.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
@@ -567,13 +568,18 @@ class Runtime:
 
         Must be called from the main thread. A signal during start-up lets the start
         finish (so the database is left consistent) and then shuts down; a second one
-        aborts the start.
+        aborts the start. After a second signal the process ends within
+        ``_FORCE_GRACE`` plus :data:`~reproq.runtime.forced_exit.FORCED_EXIT_SECONDS`
+        whatever its threads are doing (a pool stuck on a frozen database, say).
         """
+        forced: list[threading.Event] = []
 
         def on_stop(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
             if self._stop_requests:
                 logger.warning("%s again: forcing shutdown, leases are given back now", name)
+                if not forced:
+                    forced.append(exit_later(_FORCE_GRACE + FORCED_EXIT_SECONDS, what="reproq up"))
             else:
                 logger.info("%s: shutting down gracefully (again to force)", name)
             self.request_stop()
@@ -595,6 +601,8 @@ class Runtime:
                 self.start()
             self.run()
         finally:
+            for done in forced:
+                done.set()
             for sig, old in previous.items():
                 signal.signal(sig, old)
         return 0

@@ -1,7 +1,7 @@
--- Statements for creating and dropping whole databases (reproq.pgserver).
+-- Statements for creating and dropping whole databases (reproq.pg.throwaway).
 --
 -- Database names cannot be bound as parameters, so the DDL blocks below carry
--- `{name}` / `{template}` placeholders that reproq.pgserver fills with
+-- `{name}` / `{template}` placeholders that reproq.pg.throwaway fills with
 -- psycopg.sql.Identifier (quoted identifiers, never raw text).
 
 -- name: pgserver_create_database

@@ -9,18 +9,26 @@ CREATE TABLE IF NOT EXISTS reproq_stress_ledger (
     attempt integer NOT NULL,
     worker_id text NOT NULL,
     pid integer NOT NULL,
+    ancestors integer[] NOT NULL DEFAULT '{}',
     kind text NOT NULL,
     started_at timestamptz NOT NULL,
     finished_at timestamptz,
     outcome text
 );
+-- A ledger left in a --dsn database by an older harness.
+ALTER TABLE reproq_stress_ledger ADD COLUMN IF NOT EXISTS ancestors integer[] NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS reproq_stress_ledger_result_idx ON reproq_stress_ledger (result_id);
 
 -- name: stress_ledger_start
 -- The token is chosen by the task, so a retried insert after an unknown commit outcome
 -- (connection cut mid-commit) cannot record the execution twice.
-INSERT INTO reproq_stress_ledger (token, result_id, attempt, worker_id, pid, kind, started_at)
-VALUES (%(token)s, %(result_id)s, %(attempt)s, %(worker_id)s, %(pid)s, %(kind)s, clock_timestamp())
+INSERT INTO reproq_stress_ledger (
+    token, result_id, attempt, worker_id, pid, ancestors, kind, started_at
+)
+VALUES (
+    %(token)s, %(result_id)s, %(attempt)s, %(worker_id)s, %(pid)s, %(ancestors)s, %(kind)s,
+    clock_timestamp()
+)
 ON CONFLICT (token) DO NOTHING;
 
 -- name: stress_ledger_finish
@@ -70,7 +78,8 @@ WHERE result_id > %(first_id)s
 ORDER BY result_id;
 
 -- name: stress_snapshot_ledger
-SELECT token, result_id, attempt, worker_id, pid, kind, started_at, finished_at, outcome
+SELECT token, result_id, attempt, worker_id, pid, ancestors, kind, started_at, finished_at,
+       outcome
 FROM reproq_stress_ledger
 ORDER BY started_at;
 
@@ -114,6 +123,15 @@ WHERE datname = current_database()
   AND pid <> pg_backend_pid()
   AND backend_type = 'client backend'
   AND coalesce(application_name, '') NOT LIKE %(spared)s;
+
+-- name: stress_worker_backends
+-- The server processes of a worker's control connections (application_name
+-- 'reproq-worker <id>', cut at PostgreSQL's 63 bytes).
+SELECT pid
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND backend_type = 'client backend'
+  AND application_name = left(%(application_name)s, 63);
 
 -- name: stress_lock_task_runs
 -- Blocks every writer of task_runs (claims, heartbeats, completions, enqueues) while

@@ -38,7 +38,7 @@ import reproq
 from reproq.db import Conn, connect, translate_errors
 from reproq.errors import DatabaseError, ReproqError, UsageError
 from reproq.pg.migrations import migrate
-from reproq.pg.server import (
+from reproq.pg.throwaway import (
     create_database,
     drop_database,
     dsn_with_dbname,

@@ -2,49 +2,31 @@
 
 :func:`check` is a pure function: task rows, ledger executions, workflow rows and the
 harness's facts in, one :class:`InvariantResult` per invariant out. No database, no
-clock, so the unit tests feed it hand-made violations.
-
-Vocabulary used below:
-
-* An **execution** is one run of a task body, recorded in the ledger by the body itself
-  (start and end times come from the database clock).
-* The database's **verdict** on an attempt is what ``task_runs`` says became of it: the
-  final attempt of a SUCCESSFUL row succeeded; an ``errors_json`` entry for the attempt
-  names how it failed (``app_error``, ``infra_error``, ``cancelled``…) or that its lease
-  expired (``lease_expiry``).
-* An execution is **fenced out** when its attempt's verdict is ``lease_expiry``: its
-  worker stopped heartbeating (killed, SIGSTOPped past the lease, cut off from the
-  database) and the attempt was taken away. Such a body may still be running, or even
-  finish, while a new attempt runs elsewhere; fencing guarantees its result is discarded.
-* An execution is **counted** when the database accepted its outcome (success or a
-  failure kind other than ``lease_expiry``). Exclusivity (``lock_key``) and concurrency
-  limits are promises about counted executions: the overlap of a fenced-out zombie
-  with its replacement is exactly what fencing makes harmless, so it is not a violation
-  — provided the zombie's result really was discarded, which ``single_success`` checks.
-  A counted execution's interval ends at the earliest of: the body's own end, its
-  process's death, and the moment the database recorded the attempt's end (a thread
-  executor fails an attempt at its deadline while the body may run on).
+clock, so the unit tests feed it hand-made violations. The words the invariants use
+(execution, verdict, fenced out, counted, outlived its worker) are defined in
+:mod:`reproq.stress.verdicts`; the checks over time intervals live in
+:mod:`reproq.stress.overlaps`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import heapq
-import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from reproq.stress.overlaps import (
+    concurrency_overflows,
+    lock_key_overlaps,
+    orphaned_executions,
+    twin_attempt_overlaps,
+)
 from reproq.stress.snapshot import Execution, Snapshot, TaskRecord, WorkflowRecord
+from reproq.stress.verdicts import FENCED_KINDS, TERMINAL, RunIndex, label, ts
 
 __all__ = ["INVARIANTS", "InvariantResult", "check", "evidence", "summary"]
 
 MAX_DETAILS = 20
 """Violations listed per invariant; the rest are counted."""
-
-TERMINAL = frozenset({"SUCCESSFUL", "FAILED", "CANCELLED"})
-FENCED_KINDS = frozenset({"lease_expiry"})
-_SUCCESS = "success"
 
 INVARIANTS: Mapping[str, str] = {
     "no_task_lost": (
@@ -55,8 +37,14 @@ INVARIANTS: Mapping[str, str] = {
         "at most one successful completion per task: the stored result comes from the "
         "final attempt of the worker that held it, never from a fenced-out attempt"
     ),
-    "lock_key_exclusive": "no two counted executions of one lock_key overlap in time",
-    "concurrency_limit": "never more counted executions of a concurrency_key than its limit",
+    "lock_key_exclusive": (
+        "no two executions of one lock_key overlap in time (counted ones, and any that "
+        "outlived its worker)"
+    ),
+    "concurrency_limit": (
+        "never more executions of a concurrency_key than its limit (counted ones, and any "
+        "that outlived its worker)"
+    ),
     "attempts_bounded": "attempts never exceed max_attempts, in the row or in the ledger",
     "workflows_consistent": (
         "chain children run only after their parent succeeded; a chord callback runs only "
@@ -68,6 +56,10 @@ INVARIANTS: Mapping[str, str] = {
         "terminal state"
     ),
     "nothing_left_running": "no task is RUNNING after the workers shut down",
+    "no_orphaned_execution": (
+        "no task body ran on after its worker process died: a killed worker's task "
+        "processes die with it"
+    ),
     "workload_executed": (
         "the ledger recorded executions of the workload (a run that executed nothing "
         "proves nothing)"
@@ -97,83 +89,11 @@ class InvariantResult:
         return INVARIANTS.get(self.name, "")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _Interval:
-    execution: Execution
-    start: dt.datetime
-    end: dt.datetime
-
-
-class _Run:
-    """Indexes over a snapshot, shared by the checks."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.facts = snapshot.facts
-        self.tasks: dict[int, TaskRecord] = {t.result_id: t for t in snapshot.tasks}
-        self.executions: dict[int, list[Execution]] = defaultdict(list)
-        for execution in snapshot.executions:
-            self.executions[execution.result_id].append(execution)
-        for runs in self.executions.values():
-            runs.sort(key=lambda e: (e.started_at, e.attempt))
-        self.by_token: dict[str, Execution] = {e.token: e for e in snapshot.executions}
-        self.by_workflow: dict[str, list[TaskRecord]] = defaultdict(list)
-        for task in snapshot.tasks:
-            if task.workflow_id is not None:
-                self.by_workflow[task.workflow_id].append(task)
-        self.workflow_of_callback: dict[int, WorkflowRecord] = {
-            w.callback_result_id: w for w in snapshot.workflows if w.callback_result_id is not None
-        }
-
-    def verdict(self, task: TaskRecord, attempt: int) -> str | None:
-        """What the database says became of ``attempt`` (None: it left no trace)."""
-        if task.status == "SUCCESSFUL" and attempt == task.attempts:
-            return _SUCCESS
-        kinds = [e.kind for e in task.errors if e.attempt == attempt]
-        if kinds:
-            return kinds[-1]
-        if task.status == "RUNNING" and attempt == task.attempts:
-            return "running"
-        return None
-
-    def db_end(self, task: TaskRecord, attempt: int) -> dt.datetime | None:
-        """When the database recorded the end of ``attempt``, if it did."""
-        if task.status == "SUCCESSFUL" and attempt == task.attempts:
-            return task.finished_at
-        times = [e.at for e in task.errors if e.attempt == attempt and e.at is not None]
-        return times[-1] if times else None
-
-    def counted(self, execution: Execution) -> bool:
-        """Whether the database accepted this execution's outcome."""
-        task = self.tasks.get(execution.result_id)
-        if task is None:
-            return False
-        verdict = self.verdict(task, execution.attempt)
-        return verdict is not None and verdict not in FENCED_KINDS
-
-    def interval(self, execution: Execution) -> _Interval:
-        """The span during which a counted execution really ran (see module docs)."""
-        task = self.tasks[execution.result_id]
-        ends = [
-            t
-            for t in (
-                execution.finished_at,
-                self.facts.process_exits.get(execution.pid),
-                self.db_end(task, execution.attempt),
-            )
-            if t is not None
-        ]
-        end = min(ends) if ends else self.facts.checked_at
-        return _Interval(
-            execution=execution, start=execution.started_at, end=max(end, execution.started_at)
-        )
-
-
 class _Findings:
     """Collects violation lines for one invariant."""
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    def __init__(self, lines: Iterable[str] = ()) -> None:
+        self.lines: list[str] = list(lines)
 
     def add(self, line: str) -> None:
         self.lines.append(line)
@@ -187,8 +107,8 @@ class _Findings:
 
 def check(snapshot: Snapshot) -> list[InvariantResult]:
     """Check every invariant of :data:`INVARIANTS` against ``snapshot``, in that order."""
-    run = _Run(snapshot)
-    checks: dict[str, Callable[[_Run], InvariantResult]] = {
+    run = RunIndex(snapshot)
+    checks: dict[str, Callable[[RunIndex], InvariantResult]] = {
         "no_task_lost": _no_task_lost,
         "single_success": _single_success,
         "lock_key_exclusive": _lock_key_exclusive,
@@ -198,24 +118,17 @@ def check(snapshot: Snapshot) -> list[InvariantResult]:
         "schedule_fires_once": _schedule_fires_once,
         "cancel_final": _cancel_final,
         "nothing_left_running": _nothing_left_running,
+        "no_orphaned_execution": _no_orphaned_execution,
         "workload_executed": _workload_executed,
         "processes_survive": _processes_survive,
     }
     return [checks[name](run) for name in INVARIANTS]
 
 
-def _label(task: TaskRecord) -> str:
-    return f"task {task.result_id} ({task.kind or task.status.lower()})"
-
-
-def _ts(value: dt.datetime | None) -> str:
-    return value.isoformat(timespec="milliseconds") if value is not None else "?"
-
-
 # ---------------------------------------------------------------- no_task_lost
 
 
-def _parents_done(run: _Run, task: TaskRecord) -> tuple[bool, str]:
+def _parents_done(run: RunIndex, task: TaskRecord) -> tuple[bool, str]:
     """Whether everything ``task`` waits on is terminal, and a description of it."""
     if task.parent_id is not None:
         parent = run.tasks.get(task.parent_id)
@@ -230,12 +143,12 @@ def _parents_done(run: _Run, task: TaskRecord) -> tuple[bool, str]:
     return True, "it waits on nothing"
 
 
-def _chord_members_of_callback(run: _Run, task: TaskRecord) -> list[TaskRecord] | None:
+def _chord_members_of_callback(run: RunIndex, task: TaskRecord) -> list[TaskRecord] | None:
     workflow = run.workflow_of_callback.get(task.result_id)
     return _members(run, workflow) if workflow is not None else None
 
 
-def _members(run: _Run, workflow: WorkflowRecord) -> list[TaskRecord]:
+def _members(run: RunIndex, workflow: WorkflowRecord) -> list[TaskRecord]:
     return [
         t
         for t in run.by_workflow.get(workflow.workflow_id, ())
@@ -243,7 +156,7 @@ def _members(run: _Run, workflow: WorkflowRecord) -> list[TaskRecord]:
     ]
 
 
-def _no_task_lost(run: _Run) -> InvariantResult:
+def _no_task_lost(run: RunIndex) -> InvariantResult:
     found = _Findings()
     quiesced = run.facts.quiesced_at
     for result_id in sorted(run.facts.enqueued_ids - run.tasks.keys()):
@@ -254,7 +167,7 @@ def _no_task_lost(run: _Run) -> InvariantResult:
         if task.status == "READY":
             if quiesced is None:
                 found.add(
-                    f"{_label(task)}: still READY (due {_ts(task.run_after or task.enqueued_at)})"
+                    f"{label(task)}: still READY (due {ts(task.run_after or task.enqueued_at)})"
                     " when the drain gave up"
                 )
                 continue
@@ -263,171 +176,106 @@ def _no_task_lost(run: _Run) -> InvariantResult:
             if (due is not None and due > quiesced) or became_ready_later:
                 continue  # a retry in backoff, or made READY after the queue drained
             found.add(
-                f"{_label(task)}: READY and due since {_ts(due)}, yet not picked up "
-                f"while the queue drained (quiesced at {_ts(quiesced)})"
+                f"{label(task)}: READY and due since {ts(due)}, yet not picked up "
+                f"while the queue drained (quiesced at {ts(quiesced)})"
             )
         elif task.status == "WAITING":
             done, why = _parents_done(run, task)
             if done:
-                found.add(f"{_label(task)}: WAITING forever: {why}")
+                found.add(f"{label(task)}: WAITING forever: {why}")
         else:
-            found.add(f"{_label(task)}: unknown status {task.status!r}")
+            found.add(f"{label(task)}: unknown status {task.status!r}")
     return found.result("no_task_lost", len(run.snapshot.tasks))
 
 
 # ---------------------------------------------------------------- single_success
 
 
-def _single_success(run: _Run) -> InvariantResult:
+def _single_success(run: RunIndex) -> InvariantResult:
     found = _Findings()
     for task in run.snapshot.tasks:
         executions = run.executions.get(task.result_id, [])
         if task.status == "SUCCESSFUL":
             _check_stored_result(run, task, found)
             if task.kind == "always_fail" or task.kind.endswith("_fail"):
-                found.add(f"{_label(task)}: SUCCESSFUL although its body always raises")
+                found.add(f"{label(task)}: SUCCESSFUL although its body always raises")
         for execution in executions:
             if execution.outcome != "ok" or execution.attempt >= task.attempts:
                 continue
             if run.verdict(task, execution.attempt) is None:
                 found.add(
-                    f"{_label(task)}: attempt {execution.attempt} on {execution.worker_id} "
+                    f"{label(task)}: attempt {execution.attempt} on {execution.worker_id} "
                     f"succeeded and left no trace, yet the task ran again as attempt "
                     f"{task.attempts} (a completion was lost or counted twice)"
                 )
-        _check_twin_attempts(run, task, executions, found)
+        for line in twin_attempt_overlaps(run, task, executions):
+            found.add(line)
     return found.result("single_success", len(run.snapshot.tasks))
 
 
-def _check_stored_result(run: _Run, task: TaskRecord, found: _Findings) -> None:
+def _check_stored_result(run: RunIndex, task: TaskRecord, found: _Findings) -> None:
     if task.return_token is None:
         if task.kind:  # workload tasks always return a token
-            found.add(f"{_label(task)}: SUCCESSFUL without the token its body returns")
+            found.add(f"{label(task)}: SUCCESSFUL without the token its body returns")
         return
     source = run.by_token.get(task.return_token)
     if source is None or source.result_id != task.result_id:
-        found.add(f"{_label(task)}: stored result matches no execution of this task")
+        found.add(f"{label(task)}: stored result matches no execution of this task")
         return
     if source.attempt != task.attempts:
         verdict = run.verdict(task, source.attempt)
         found.add(
-            f"{_label(task)}: stored result comes from attempt {source.attempt} on "
+            f"{label(task)}: stored result comes from attempt {source.attempt} on "
             f"{source.worker_id} (verdict {verdict or 'none'}), not the final attempt "
             f"{task.attempts}: a fenced-out attempt finished the task"
         )
     elif task.worker_ids and source.worker_id != task.worker_ids[-1]:
         found.add(
-            f"{_label(task)}: stored result comes from {source.worker_id}, but attempt "
+            f"{label(task)}: stored result comes from {source.worker_id}, but attempt "
             f"{task.attempts} was claimed by {task.worker_ids[-1]}"
         )
     if source.outcome not in (None, "ok"):
         found.add(
-            f"{_label(task)}: stored result comes from an execution that ended {source.outcome}"
+            f"{label(task)}: stored result comes from an execution that ended {source.outcome}"
         )
-
-
-def _check_twin_attempts(
-    run: _Run, task: TaskRecord, executions: Sequence[Execution], found: _Findings
-) -> None:
-    by_attempt: dict[int, list[Execution]] = defaultdict(list)
-    for execution in executions:
-        by_attempt[execution.attempt].append(execution)
-    for attempt, same in by_attempt.items():
-        if len(same) < 2 or not run.counted(same[0]):
-            continue
-        intervals = sorted((run.interval(e) for e in same), key=lambda i: i.start)
-        for first, second in itertools.pairwise(intervals):
-            if second.start < first.end:
-                found.add(
-                    f"{_label(task)}: attempt {attempt} ran twice at once, on "
-                    f"{first.execution.worker_id} (pid {first.execution.pid}) and "
-                    f"{second.execution.worker_id} (pid {second.execution.pid})"
-                )
 
 
 # ---------------------------------------------------------------- keys
 
 
-def _counted_intervals_by(
-    run: _Run, key_of: Callable[[TaskRecord], str | None]
-) -> dict[str, list[_Interval]]:
-    groups: dict[str, list[_Interval]] = defaultdict(list)
-    for execution in run.snapshot.executions:
-        task = run.tasks.get(execution.result_id)
-        if task is None:
-            continue
-        key = key_of(task)
-        if key is None or not run.counted(execution):
-            continue
-        groups[key].append(run.interval(execution))
-    for intervals in groups.values():
-        intervals.sort(key=lambda i: (i.start, i.end))
-    return groups
+def _lock_key_exclusive(run: RunIndex) -> InvariantResult:
+    lines, checked = lock_key_overlaps(run)
+    return _Findings(lines).result("lock_key_exclusive", checked)
 
 
-def _describe(interval: _Interval) -> str:
-    e = interval.execution
-    return (
-        f"task {e.result_id} attempt {e.attempt} on {e.worker_id} "
-        f"[{_ts(interval.start)} - {_ts(interval.end)}]"
-    )
+def _concurrency_limit(run: RunIndex) -> InvariantResult:
+    lines, checked = concurrency_overflows(run)
+    return _Findings(lines).result("concurrency_limit", checked)
 
 
-def _lock_key_exclusive(run: _Run) -> InvariantResult:
-    found = _Findings()
-    groups = _counted_intervals_by(run, lambda t: t.lock_key)
-    for key, intervals in sorted(groups.items()):
-        latest: _Interval | None = None
-        for interval in intervals:
-            if latest is not None and interval.start < latest.end:
-                found.add(f"lock_key {key!r}: {_describe(latest)} overlaps {_describe(interval)}")
-            if latest is None or interval.end > latest.end:
-                latest = interval
-    return found.result("lock_key_exclusive", sum(len(v) for v in groups.values()))
-
-
-def _concurrency_limit(run: _Run) -> InvariantResult:
-    found = _Findings()
-    groups = _counted_intervals_by(run, lambda t: t.concurrency_key)
-    for key, intervals in sorted(groups.items()):
-        active: list[tuple[dt.datetime, int]] = []  # heap of (end, index)
-        for index, interval in enumerate(intervals):
-            while active and active[0][0] <= interval.start:
-                heapq.heappop(active)
-            heapq.heappush(active, (interval.end, index))
-            task = run.tasks[interval.execution.result_id]
-            limit = task.concurrency_limit
-            if limit > 0 and len(active) > limit:
-                others = ", ".join(
-                    f"{intervals[i].execution.result_id}" for _, i in sorted(active) if i != index
-                )
-                found.add(
-                    f"concurrency_key {key!r} (limit {limit}): {len(active)} at once at "
-                    f"{_ts(interval.start)} — {_describe(interval)} alongside tasks {others}"
-                )
-    return found.result("concurrency_limit", sum(len(v) for v in groups.values()))
+def _no_orphaned_execution(run: RunIndex) -> InvariantResult:
+    lines, checked = orphaned_executions(run)
+    return _Findings(lines).result("no_orphaned_execution", checked)
 
 
 # ---------------------------------------------------------------- attempts
 
 
-def _attempts_bounded(run: _Run) -> InvariantResult:
+def _attempts_bounded(run: RunIndex) -> InvariantResult:
     found = _Findings()
     for task in run.snapshot.tasks:
         if task.attempts > task.max_attempts:
-            found.add(
-                f"{_label(task)}: attempts {task.attempts} > max_attempts {task.max_attempts}"
-            )
+            found.add(f"{label(task)}: attempts {task.attempts} > max_attempts {task.max_attempts}")
         executions = run.executions.get(task.result_id, [])
         attempts = {e.attempt for e in executions}
         over = sorted(a for a in attempts if a > task.max_attempts or a < 1)
         if over:
             found.add(
-                f"{_label(task)}: executed as attempt {over} with max_attempts {task.max_attempts}"
+                f"{label(task)}: executed as attempt {over} with max_attempts {task.max_attempts}"
             )
         if len(attempts) > task.max_attempts:
             found.add(
-                f"{_label(task)}: {len(attempts)} distinct attempts executed, "
+                f"{label(task)}: {len(attempts)} distinct attempts executed, "
                 f"max_attempts {task.max_attempts}"
             )
     return found.result("attempts_bounded", len(run.snapshot.tasks))
@@ -436,7 +284,7 @@ def _attempts_bounded(run: _Run) -> InvariantResult:
 # ---------------------------------------------------------------- workflows
 
 
-def _first_start(run: _Run, task: TaskRecord) -> Execution | None:
+def _first_start(run: RunIndex, task: TaskRecord) -> Execution | None:
     executions = run.executions.get(task.result_id)
     return executions[0] if executions else None
 
@@ -445,7 +293,7 @@ def _has_error(task: TaskRecord, kind: str) -> bool:
     return any(e.kind == kind for e in task.errors)
 
 
-def _workflows_consistent(run: _Run) -> InvariantResult:
+def _workflows_consistent(run: RunIndex) -> InvariantResult:
     found = _Findings()
     checked = 0
     for task in run.snapshot.tasks:
@@ -462,33 +310,35 @@ def _workflows_consistent(run: _Run) -> InvariantResult:
     return found.result("workflows_consistent", checked)
 
 
-def _check_chain_link(run: _Run, parent: TaskRecord, child: TaskRecord, found: _Findings) -> None:
+def _check_chain_link(
+    run: RunIndex, parent: TaskRecord, child: TaskRecord, found: _Findings
+) -> None:
     first = _first_start(run, child)
     if first is not None:
         if parent.status != "SUCCESSFUL":
             found.add(
-                f"chain: {_label(child)} ran although its parent {parent.result_id} is "
+                f"chain: {label(child)} ran although its parent {parent.result_id} is "
                 f"{parent.status}"
             )
         elif parent.finished_at is not None and first.started_at < parent.finished_at:
             found.add(
-                f"chain: {_label(child)} started at {_ts(first.started_at)}, before its "
-                f"parent {parent.result_id} finished at {_ts(parent.finished_at)}"
+                f"chain: {label(child)} started at {ts(first.started_at)}, before its "
+                f"parent {parent.result_id} finished at {ts(parent.finished_at)}"
             )
     if parent.status == "FAILED":
         if child.status not in {"FAILED", "CANCELLED"}:
             found.add(
-                f"chain: parent {parent.result_id} FAILED but {_label(child)} is {child.status}"
+                f"chain: parent {parent.result_id} FAILED but {label(child)} is {child.status}"
             )
         elif child.status == "FAILED" and not _has_error(child, "workflow_failed"):
-            found.add(f"chain: {_label(child)} FAILED without kind workflow_failed")
+            found.add(f"chain: {label(child)} FAILED without kind workflow_failed")
     if parent.status == "CANCELLED" and child.status not in ("CANCELLED", "FAILED"):
         found.add(
-            f"chain: parent {parent.result_id} CANCELLED but {_label(child)} is {child.status}"
+            f"chain: parent {parent.result_id} CANCELLED but {label(child)} is {child.status}"
         )
 
 
-def _check_workflow(run: _Run, workflow: WorkflowRecord, found: _Findings) -> None:
+def _check_workflow(run: RunIndex, workflow: WorkflowRecord, found: _Findings) -> None:
     members = _members(run, workflow)
     succeeded = [m for m in members if m.status == "SUCCESSFUL"]
     failed = [m for m in members if m.status == "FAILED"]
@@ -519,7 +369,7 @@ def _check_workflow(run: _Run, workflow: WorkflowRecord, found: _Findings) -> No
         if last_member is not None and first.started_at < last_member:
             found.add(
                 f"chord {wid}: callback {callback.result_id} started at "
-                f"{_ts(first.started_at)}, before the last member finished at {_ts(last_member)}"
+                f"{ts(first.started_at)}, before the last member finished at {ts(last_member)}"
             )
     if failed:
         if callback.status != "FAILED" or not _has_error(callback, "workflow_failed"):
@@ -537,7 +387,7 @@ def _check_workflow(run: _Run, workflow: WorkflowRecord, found: _Findings) -> No
 # ---------------------------------------------------------------- schedules
 
 
-def _schedule_fires_once(run: _Run) -> InvariantResult:
+def _schedule_fires_once(run: RunIndex) -> InvariantResult:
     found = _Findings()
     fires: dict[tuple[str, str], list[int]] = defaultdict(list)
     for task in run.snapshot.tasks:
@@ -555,7 +405,7 @@ def _schedule_fires_once(run: _Run) -> InvariantResult:
 # ---------------------------------------------------------------- cancel
 
 
-def _cancel_final(run: _Run) -> InvariantResult:
+def _cancel_final(run: RunIndex) -> InvariantResult:
     found = _Findings()
     for result_id, requested_at in sorted(run.facts.cancel_requests.items()):
         task = run.tasks.get(result_id)
@@ -570,26 +420,26 @@ def _cancel_final(run: _Run) -> InvariantResult:
             late = [e for e in run.executions.get(result_id, []) if e.started_at > requested_at]
         if late:
             found.add(
-                f"{_label(task)}: attempt {late[0].attempt} started at "
-                f"{_ts(late[0].started_at)}, after the cancel at {_ts(requested_at)}"
+                f"{label(task)}: attempt {late[0].attempt} started at "
+                f"{ts(late[0].started_at)}, after the cancel at {ts(requested_at)}"
             )
         if task.status not in TERMINAL and task.status != "RUNNING":
-            found.add(f"{_label(task)}: cancelled at {_ts(requested_at)} but still {task.status}")
+            found.add(f"{label(task)}: cancelled at {ts(requested_at)} but still {task.status}")
     return found.result("cancel_final", len(run.facts.cancel_requests))
 
 
 # ---------------------------------------------------------------- running
 
 
-def _nothing_left_running(run: _Run) -> InvariantResult:
+def _nothing_left_running(run: RunIndex) -> InvariantResult:
     found = _Findings()
     for task in run.snapshot.tasks:
         if task.status == "RUNNING":
-            found.add(f"{_label(task)}: RUNNING after shutdown (leased by {task.leased_by})")
+            found.add(f"{label(task)}: RUNNING after shutdown (leased by {task.leased_by})")
     return found.result("nothing_left_running", len(run.snapshot.tasks))
 
 
-def _workload_executed(run: _Run) -> InvariantResult:
+def _workload_executed(run: RunIndex) -> InvariantResult:
     found = _Findings()
     workload = [t for t in run.snapshot.tasks if t.kind]
     if workload and not run.snapshot.executions:
@@ -597,7 +447,7 @@ def _workload_executed(run: _Run) -> InvariantResult:
     return found.result("workload_executed", len(run.snapshot.executions))
 
 
-def _processes_survive(run: _Run) -> InvariantResult:
+def _processes_survive(run: RunIndex) -> InvariantResult:
     found = _Findings()
     for line in run.facts.unexpected_exits:
         found.add(line)
@@ -615,9 +465,10 @@ def evidence(snapshot: Snapshot) -> dict[str, int]:
     """How hard the run pushed: counts of the situations the invariants are about.
 
     A run that passes without lease expiries, fenced-out executions or retries proves
-    little; these numbers say what was actually exercised.
+    little; these numbers say what was actually exercised. ``executions_in_task_processes``
+    counts bodies run in a process the worker started (the ``subprocess`` fleet).
     """
-    run = _Run(snapshot)
+    run = RunIndex(snapshot)
     counts: dict[str, int] = defaultdict(int)
     for task in snapshot.tasks:
         for error in task.errors:
@@ -640,4 +491,9 @@ def evidence(snapshot: Snapshot) -> dict[str, int]:
                 counts["fenced_out_results_discarded"] += 1
         if execution.finished_at is None:
             counts["executions_unfinished"] += 1
+        if execution.pid not in snapshot.facts.process_exits and any(
+            pid in snapshot.facts.process_exits for pid in execution.ancestors
+        ):
+            counts["executions_in_task_processes"] += 1
+    counts["executions_whose_worker_died"] = orphaned_executions(run)[1]
     return dict(sorted(counts.items()))

@@ -20,13 +20,21 @@ Kinds:
 * ``slow`` — hold ``LOCK TABLE task_runs IN SHARE ROW EXCLUSIVE MODE`` (``table``) or
   ``FOR UPDATE`` on RUNNING rows (``rows``) for seconds, stalling claims, heartbeats and
   completions.
+* ``db-freeze`` — SIGSTOP the server process of a worker's control connection, then
+  SIGCONT it: what a network partition looks like to that worker (its connection stays
+  open, nothing answers). A short freeze only delays the worker; a ``long`` one outlasts
+  its answer timeout, so it must drop the connection and carry on on a new one. Needs
+  the harness's own server (its processes are signalled).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +44,7 @@ from typing import Protocol
 
 from reproq.db import connect, translate_errors
 from reproq.errors import ReproqError, UsageError
-from reproq.pg.server import LocalPostgres
+from reproq.pg.cluster import LocalPostgres
 from reproq.queries import q
 
 __all__ = [
@@ -62,15 +70,21 @@ class FaultKind(StrEnum):
     DB_KILL = "db-kill"
     DB_RESTART = "db-restart"
     SLOW = "slow"
+    DB_FREEZE = "db-freeze"
 
     @property
     def needs_local_server(self) -> bool:
-        """Whether the fault needs a PostgreSQL the harness can restart."""
-        return self is FaultKind.DB_RESTART
+        """Whether the fault needs a PostgreSQL the harness controls (restarts, signals)."""
+        return self in (FaultKind.DB_RESTART, FaultKind.DB_FREEZE)
 
 
 DEFAULT_FAULTS: tuple[FaultKind, ...] = tuple(FaultKind)
-"""Every kind; ``db-restart`` is dropped when the server is not the harness's own."""
+"""Every kind; ``db-restart`` and ``db-freeze`` are dropped when the server is not the
+harness's own."""
+
+LONG_FREEZE_SECONDS = (24.0, 28.0)
+"""How long a ``long`` db-freeze lasts: past a worker's answer timeout (its 15 s
+statement_timeout plus 5 s), so it has to give the frozen connection up."""
 
 _WEIGHTS: dict[FaultKind, float] = {
     FaultKind.KILL: 3.0,
@@ -79,6 +93,7 @@ _WEIGHTS: dict[FaultKind, float] = {
     FaultKind.DB_KILL: 2.0,
     FaultKind.DB_RESTART: 1.0,
     FaultKind.SLOW: 2.0,
+    FaultKind.DB_FREEZE: 1.5,
 }
 
 _MIN_RESTART_GAP = 20.0
@@ -117,12 +132,13 @@ class FaultEvent:
     seconds: float = 0.0
     """How long the fault lasts (stop, slow) or how long until the restart (kill, term)."""
     variant: str = ""
-    """``twin`` (stop), ``crash``/``fast`` (db-restart), ``table``/``rows`` (slow)."""
+    """``twin`` (stop), ``crash``/``fast`` (db-restart), ``table``/``rows`` (slow),
+    ``long`` (db-freeze)."""
 
     @property
     def targets_process(self) -> bool:
         """Whether :attr:`target` names a worker (or beat) slot."""
-        return self.kind in (FaultKind.KILL, FaultKind.STOP, FaultKind.TERM)
+        return self.kind in (FaultKind.KILL, FaultKind.STOP, FaultKind.TERM, FaultKind.DB_FREEZE)
 
     def describe(self) -> str:
         """A short human description."""
@@ -207,6 +223,16 @@ def _event(
             seconds=rng.uniform(1.0, 4.0),
             variant="table" if rng.random() < 0.5 else "rows",
         )
+    if kind is FaultKind.DB_FREEZE:
+        if rng.random() < 0.5:
+            return FaultEvent(
+                at=at,
+                kind=kind,
+                target=target,
+                seconds=rng.uniform(*LONG_FREEZE_SECONDS),
+                variant="long",
+            )
+        return FaultEvent(at=at, kind=kind, target=target, seconds=rng.uniform(1.0, 6.0))
     return FaultEvent(at=at, kind=kind)
 
 
@@ -260,6 +286,10 @@ class WorkerControl(Protocol):
         """Gracefully stop the older process of ``slot`` once its twin took over."""
         ...
 
+    def worker_id(self, slot: int) -> str:
+        """The worker id of ``slot``."""
+        ...
+
 
 class FaultInjector:
     """Applies planned faults on its own thread and records what happened."""
@@ -287,6 +317,7 @@ class FaultInjector:
         self.records: list[FaultRecord] = []
         self._lock = threading.Lock()
         self._pending: list[threading.Thread] = []
+        self._frozen: set[int] = set()  # server processes stopped by db-freeze
         self._thread = threading.Thread(target=self._run, name="reproq-stress-faults", daemon=True)
 
     @property
@@ -304,6 +335,14 @@ class FaultInjector:
         self._thread.join(timeout)
         for thread in list(self._pending):
             thread.join(timeout)
+
+    def thaw(self) -> None:
+        """SIGCONT every server process a db-freeze still holds stopped (at once; also
+        when the run is being cut short)."""
+        with self._lock:
+            frozen, self._frozen = set(self._frozen), set()
+        for pid in frozen:
+            self._continue(pid)
 
     def _run(self) -> None:
         for event in self.events:
@@ -380,6 +419,8 @@ class FaultInjector:
         if event.kind is FaultKind.SLOW:
             self._later(0.0, lambda: self._hold_lock(event.variant, event.seconds))
             return True, ""
+        if event.kind is FaultKind.DB_FREEZE:
+            return self._freeze(slot, event.seconds)
         return False, "unknown fault"
 
     def _restart_missing(self) -> None:
@@ -400,12 +441,52 @@ class FaultInjector:
         if self.server is None:
             return False, "no local server to restart"
         began = time.monotonic()
+        self.thaw()  # a stopped server process would hold up a clean shutdown
         if variant == "crash":
             self.server.kill()
             self.server.start()
         else:
             self.server.restart("fast")
         return True, f"{variant or 'fast'} restart took {time.monotonic() - began:.1f}s"
+
+    def _freeze(self, slot: int, seconds: float) -> tuple[bool, str]:
+        server = self.server
+        if server is None:
+            return False, "no local server: its processes cannot be stopped"
+        conn = connect(self.dsn, application_name=self.harness_app_name)
+        try:
+            with translate_errors():
+                rows = conn.execute(
+                    q("stress_worker_backends"),
+                    {"application_name": f"reproq-worker {self.workers.worker_id(slot)}"},
+                ).fetchall()
+        finally:
+            conn.close()
+        # Only processes of our own server: a pid from pg_stat_activity is signalled here.
+        pids = sorted(int(r["pid"]) for r in rows if server.owns_process(int(r["pid"])))
+        if not pids:
+            return False, "the worker has no control connection now"
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        with self._lock:
+            self._frozen.update(pids)
+
+        def thaw() -> None:
+            for pid in pids:
+                with self._lock:
+                    if pid not in self._frozen:
+                        continue  # thawed already
+                    self._frozen.discard(pid)
+                self._continue(pid)
+
+        self._later(seconds, thaw)
+        return True, f"stopped server process {', '.join(map(str, pids))}"
+
+    @staticmethod
+    def _continue(pid: int) -> None:
+        # Gone meanwhile (a crash restart killed it) is fine: nothing left to continue.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
     def _hold_lock(self, variant: str, seconds: float) -> None:
         conn = connect(self.dsn, autocommit=False, application_name=self.harness_app_name)

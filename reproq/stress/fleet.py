@@ -35,6 +35,11 @@ class WorkerSettings:
 
     concurrency: int = 50
     executor: str = "thread"
+    subprocess_slots: frozenset[int] = frozenset()
+    """Slots whose worker runs the ``subprocess`` executor instead of ``executor``."""
+    subprocess_concurrency: int = 4
+    """Slots of those workers: each of their tasks starts an interpreter or two, so a few
+    are what the machine can carry next to the rest of the fleet."""
     queues: tuple[str, ...] = ("default",)
     allowed_task_modules: str = "reproq.stress.tasks."
     lease_seconds: float = 4.0
@@ -119,9 +124,18 @@ class Fleet:
             env[LEDGER_DSN_ENV] = self.ledger_dsn
         return env
 
+    def executor_of(self, slot: int) -> str:
+        """The executor of the worker in ``slot``."""
+        s = self.settings
+        return "subprocess" if slot in s.subprocess_slots else s.executor
+
     def worker_command(self, slot: int) -> list[str]:
         """The command line of the worker in ``slot``."""
         s = self.settings
+        executor = self.executor_of(slot)
+        concurrency = s.concurrency
+        if slot in s.subprocess_slots:
+            concurrency = min(concurrency, s.subprocess_concurrency)
         return [
             sys.executable,
             "-m",
@@ -130,7 +144,7 @@ class Fleet:
             "--dsn",
             self.dsn,
             "--concurrency",
-            str(s.concurrency),
+            str(concurrency),
             "--worker-id",
             self.worker_id(slot),
             "--queues",
@@ -138,7 +152,7 @@ class Fleet:
             "--allowed-task-modules",
             s.allowed_task_modules,
             "--executor",
-            s.executor,
+            executor,
             "--lease-seconds",
             _seconds(s.lease_seconds),
             "--heartbeat-seconds",

@@ -121,13 +121,15 @@ def _write(action: Callable[[psycopg.Connection[Any]], None]) -> None:
 
 
 def record_start(*, token: str, result_id: int, attempt: int, worker_id: str, kind: str) -> None:
-    """Record that an execution began (idempotent per ``token``)."""
+    """Record that an execution began (idempotent per ``token``), with this process's pid
+    and those of its parent and grandparent."""
     params = {
         "token": token,
         "result_id": result_id,
         "attempt": attempt,
         "worker_id": worker_id,
         "pid": os.getpid(),
+        "ancestors": _ancestors(),
         "kind": kind,
     }
 
@@ -135,6 +137,26 @@ def record_start(*, token: str, result_id: int, attempt: int, worker_id: str, ki
         conn.execute(q("stress_ledger_start"), params)
 
     _write(insert)
+
+
+def _ancestors(depth: int = 2) -> list[int]:
+    """This process's parent, grandparent… (``depth`` of them; fewer without ``/proc``).
+
+    A task run by the ``subprocess`` executor is a child of its worker; one run by the
+    ``process`` executor a grandchild (its parent is the fork server). The checker finds
+    the worker among them, to tell when the body's worker died.
+    """
+    found: list[int] = []
+    pid = os.getppid()
+    while pid > 1 and len(found) < depth:
+        found.append(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat = handle.read()
+            pid = int(stat.rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found
 
 
 def record_finish(*, token: str, outcome: str) -> None:

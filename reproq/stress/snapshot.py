@@ -80,6 +80,9 @@ class Execution:
     attempt: int
     worker_id: str
     pid: int
+    ancestors: tuple[int, ...] = ()
+    """The parent and grandparent of ``pid``: the worker process that started a task
+    process (through a fork server, for the ``process`` executor)."""
     kind: str = ""
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -113,7 +116,7 @@ class RunFacts:
     lock). A RUNNING row's current attempt may still begin executing after the cancel (it
     was claimed before, and is stopped within a heartbeat); no later attempt may."""
     process_exits: Mapping[int, dt.datetime] = field(default_factory=dict)
-    """Worker pid → when the harness saw the process gone (ends unfinished executions)."""
+    """Worker pid → when the harness saw the process gone (ends the executions it hosted)."""
     quiesced_at: dt.datetime | None = None
     """Database time at which the drain saw no due READY and no RUNNING row; None when
     the drain gave up."""
@@ -226,6 +229,7 @@ def _execution(row: Mapping[str, Any]) -> Execution:
         attempt=int(row["attempt"]),
         worker_id=str(row["worker_id"]),
         pid=int(row["pid"]),
+        ancestors=tuple(int(p) for p in row["ancestors"] or ()),
         kind=str(row["kind"] or ""),
         started_at=row["started_at"],
         finished_at=row["finished_at"],

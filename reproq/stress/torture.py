@@ -17,7 +17,6 @@ A run has four phases:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -27,29 +26,17 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from reproq.db import Conn, connect, translate_errors
 from reproq.errors import ActionNotAllowed, DatabaseError, TaskNotFound, UsageError
 from reproq.ops import admin
-from reproq.pg.migrations import migrate
-from reproq.pg.server import (
-    LocalPostgres,
-    ServerKind,
-    create_database,
-    drop_database,
-    dsn_with_dbname,
-    throwaway_server,
-)
+from reproq.pg.cluster import LocalPostgres
 from reproq.producer.client import Client
 from reproq.queries import q
 from reproq.stress.checker import check, evidence
@@ -61,35 +48,30 @@ from reproq.stress.faults import (
     plan_faults,
 )
 from reproq.stress.fleet import Fleet, WorkerSettings
-from reproq.stress.ledger import LEDGER_APP_NAME, create_ledger, with_app_name
+from reproq.stress.ledger import LEDGER_APP_NAME, with_app_name
+from reproq.stress.preparation import TORTURE_SETTINGS, TortureDatabase, prepare, torture_database
 from reproq.stress.report import Progress, TortureReport
 from reproq.stress.snapshot import RunFacts, load_snapshot
 from reproq.stress.workload import (
-    THROTTLED_BURST,
     THROTTLED_QUEUE,
-    THROTTLED_RATE,
     Batch,
     Workload,
-    schedules_for,
 )
 
-__all__ = ["TORTURE_SETTINGS", "TortureConfig", "run_torture"]
+__all__ = ["EXECUTOR_MODES", "TORTURE_SETTINGS", "TortureConfig", "run_torture"]
 
 logger = logging.getLogger("reproq.stress.torture")
 
 HARNESS_APP_NAME = "reproq-stress-harness"
 """application_name of the harness's own connections (spared by connection faults)."""
 
-TORTURE_SETTINGS: dict[str, str] = {
-    # A crash restart must not lose acknowledged commits, or the checker would blame the
-    # worker for the database's forgetfulness. fsync can stay off: the machine does not
-    # crash, only the server process does, and the OS keeps what it was given.
-    "synchronous_commit": "on",
-    "fsync": "off",
-    "full_page_writes": "off",
-    "max_connections": "300",
-}
-"""Server settings of the throwaway server a torture run starts."""
+EXECUTOR_MODES = ("mixed", "thread", "subprocess")
+"""``--executor`` choices: ``mixed`` runs the first worker with the ``subprocess``
+executor and the others with ``thread``."""
+
+SUBPROCESS_SLOTS = 4
+"""Concurrency of a ``subprocess`` worker in a torture fleet: each task there starts two
+interpreters, and a few at a time is what a small machine carries beside the rest."""
 
 _TICK = 0.2
 """Seconds between enqueue rounds."""
@@ -123,7 +105,9 @@ class TortureConfig:
     """Run in this database instead of a throwaway server's."""
     server: LocalPostgres | None = None
     """The server behind ``dsn``, when the caller controls it (allows ``db-restart``)."""
-    executor: str = "thread"
+    executor: str = "mixed"
+    """``mixed`` (worker 0 runs the ``subprocess`` executor, the others ``thread``),
+    ``thread`` or ``subprocess`` (every worker, at :data:`SUBPROCESS_SLOTS` slots)."""
     lease_seconds: float = 4.0
     heartbeat_seconds: float = 1.0
     reclaim_interval_seconds: float = 1.0
@@ -151,37 +135,6 @@ class _State:
     cancel_attempts: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _Database:
-    dsn: str
-    server: LocalPostgres | None
-    kind: str
-
-
-@contextlib.contextmanager
-def _database(config: TortureConfig, progress: Progress) -> Iterator[_Database]:
-    if config.dsn:
-        yield _Database(
-            dsn=config.dsn,
-            server=config.server,
-            kind="local" if config.server is not None else "external",
-        )
-        return
-    need_local = FaultKind.DB_RESTART in config.faults
-    progress.note("starting a throwaway PostgreSQL server…")
-    with throwaway_server(settings=TORTURE_SETTINGS, require_local=need_local) as info:
-        name = f"reproq_torture_{uuid.uuid4().hex[:10]}"
-        create_database(info.dsn, name)
-        try:
-            server = info.local if info.kind is ServerKind.LOCAL else None
-            yield _Database(dsn=dsn_with_dbname(info.dsn, name), server=server, kind=info.kind)
-        finally:
-            try:
-                drop_database(info.dsn, name)
-            except DatabaseError as exc:
-                logger.warning("could not drop %s: %s", name, exc)
-
-
 def run_torture(config: TortureConfig, *, progress: Progress | None = None) -> TortureReport:
     """Run a torture session and return its report (``report.ok`` says if it passed)."""
     if config.workers < 1 or config.concurrency < 1:
@@ -194,7 +147,12 @@ def run_torture(config: TortureConfig, *, progress: Progress | None = None) -> T
     seed = config.resolved_seed()
     own_logs = config.log_dir is None
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="reproq-torture-"))
-    with _database(config, progress) as db:
+    if config.executor not in EXECUTOR_MODES:
+        raise UsageError(f"--executor must be one of {', '.join(EXECUTOR_MODES)}")
+    need_local = any(kind.needs_local_server for kind in config.faults)
+    with torture_database(
+        dsn=config.dsn, server=config.server, need_local=need_local, progress=progress
+    ) as db:
         report = _Torture(config, db, seed, log_dir, progress).run()
     if own_logs and report.ok:
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -206,7 +164,7 @@ class _Torture:
     def __init__(
         self,
         config: TortureConfig,
-        db: _Database,
+        db: TortureDatabase,
         seed: int,
         log_dir: Path,
         progress: Progress,
@@ -220,9 +178,9 @@ class _Torture:
         self.state = _State()
         self.notes: list[str] = []
         faults = list(config.faults)
-        if FaultKind.DB_RESTART in faults and db.server is None:
-            faults.remove(FaultKind.DB_RESTART)
-            self.notes.append("db-restart skipped: the server is not one this run controls")
+        for kind in [k for k in faults if k.needs_local_server and db.server is None]:
+            faults.remove(kind)
+            self.notes.append(f"{kind} skipped: the server is not one this run controls")
         self.faults = tuple(faults)
         self.rng = random.Random(seed ^ 0x5EED)
 
@@ -277,13 +235,17 @@ class _Torture:
     def run(self) -> TortureReport:
         began = time.monotonic()
         cfg = self.config
-        server_info, first_id, schedule_names = self._prepare()
+        prepared = prepare(self.db, run_id=self.run_id, beats=cfg.beats, connect=self._conn)
+        self.notes.extend(prepared.notes)
+        first_id, schedule_names = prepared.first_id, prepared.schedule_names
         fleet = Fleet(
             dsn=self.db.dsn,
             workers=cfg.workers,
             settings=WorkerSettings(
                 concurrency=cfg.concurrency,
-                executor=cfg.executor,
+                executor="thread",
+                subprocess_slots=_subprocess_slots(cfg),
+                subprocess_concurrency=max(SUBPROCESS_SLOTS, cfg.connections),
                 queues=("default", THROTTLED_QUEUE),
                 lease_seconds=cfg.lease_seconds,
                 heartbeat_seconds=cfg.heartbeat_seconds,
@@ -323,8 +285,7 @@ class _Torture:
             on_record=self._show_fault,
         )
         self.progress.note(
-            f"torture: seed {self.seed}, {cfg.workers} workers x {cfg.concurrency}"
-            f"{f' on {cfg.connections} connections' if cfg.connections > 1 else ''}, "
+            f"torture: seed {self.seed}, {self._describe_fleet()}, "
             f"{cfg.duration:g}s load, {len(plan)} faults planned "
             f"({', '.join(self.faults) or 'none'})"
         )
@@ -341,6 +302,7 @@ class _Torture:
             quiesced = self._drain(fleet, injector, first_id, schedule_names, load_started)
         finally:
             stop.set()
+            injector.thaw()
             self.progress.done()
             self.progress.note("stopping workers…")
             fleet.shutdown()
@@ -351,51 +313,24 @@ class _Torture:
             first_id=first_id,
             schedule_names=schedule_names,
             quiesced=quiesced,
-            server_info=server_info,
+            server_info=prepared.server_info,
             planned=len(plan),
             elapsed=time.monotonic() - began,
             load_seconds=load_ended - load_started,
             drain_seconds=drain_ended - drain_started,
         )
 
-    def _prepare(self) -> tuple[dict[str, Any], int, frozenset[str]]:
-        migrate(self.db.dsn)
-        with self._conn() as conn, translate_errors():
-            info = conn.execute(q("stress_server_info")).fetchone() or {}
-            dbname = conn.execute(q("stress_database_name")).fetchone() or {}
-            try:
-                conn.execute(
-                    sql.SQL(q("stress_force_synchronous_commit")).format(
-                        name=sql.Identifier(str(dbname.get("name")))
-                    )
-                )
-            except Exception as exc:  # lacking the privilege only weakens crash faults
-                self.notes.append(f"could not force synchronous_commit=on: {exc}")
-            create_ledger(conn)
-            admin.set_limit(conn, f"queue:{THROTTLED_QUEUE}", THROTTLED_RATE, THROTTLED_BURST)
-            first = conn.execute(q("stress_max_result_id")).fetchone()
-            first_id = int(first["result_id"]) if first else 0
-            names: list[str] = []
-            if self.config.beats > 0:
-                for spec in schedules_for(self.run_id):
-                    conn.execute(
-                        q("stress_insert_schedule"),
-                        {
-                            "name": spec.name,
-                            "cron_expr": spec.cron_expr,
-                            "task_path": spec.task_path,
-                            "payload_json": Jsonb({"kwargs": dict(spec.kwargs)}),
-                            "queue_name": spec.queue_name,
-                            "max_attempts": spec.max_attempts,
-                        },
-                    )
-                    names.append(spec.name)
-        server_info = {
-            "kind": self.db.kind,
-            "server_version": info.get("server_version"),
-            "synchronous_commit": dbname.get("synchronous_commit"),
-        }
-        return server_info, first_id, frozenset(names)
+    def _describe_fleet(self) -> str:
+        cfg = self.config
+        lanes = f" on {cfg.connections} connections" if cfg.connections > 1 else ""
+        if cfg.executor == "thread":
+            return f"{cfg.workers} workers x {cfg.concurrency}{lanes}"
+        sub = len(_subprocess_slots(cfg))
+        slots = max(SUBPROCESS_SLOTS, cfg.connections)
+        fleet = f"{sub} subprocess worker{'s' if sub > 1 else ''} x {slots}"
+        if cfg.workers > sub:
+            fleet += f" + {cfg.workers - sub} thread workers x {cfg.concurrency}"
+        return fleet + lanes
 
     def _load(self, fleet: Fleet, injector: FaultInjector, first_id: int, started: float) -> None:
         cfg = self.config
@@ -604,3 +539,12 @@ class _Torture:
             log_dir=str(self.log_dir),
             notes=notes,
         )
+
+
+def _subprocess_slots(config: TortureConfig) -> frozenset[int]:
+    """The worker slots that run the ``subprocess`` executor."""
+    if config.executor == "subprocess":
+        return frozenset(range(config.workers))
+    if config.executor == "mixed":
+        return frozenset({0})
+    return frozenset()

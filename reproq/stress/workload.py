@@ -40,6 +40,8 @@ THROTTLED_BURST = 5
 """Burst size of the throttled queue's rate limit."""
 
 LOCK_KEYS = 4
+LONG_LOCKED_SHARE = 0.03
+"""Share of ``locked`` tasks that work 5-8 s instead of 10-150 ms."""
 CONCURRENCY_KEYS = 2
 CONCURRENCY_LIMIT = 3
 
@@ -193,10 +195,13 @@ class Workload:
         if kind == "cancellable":
             return self._sig("cancellable", kind, rng.uniform(3000, 6000))
         if kind == "locked":
+            # Now and then one outlasts a worker's lease, so a worker that dies holding the
+            # key leaves time for its task process to run on beside the key's next holder.
+            long = rng.random() < LONG_LOCKED_SHARE
             return self._sig(
                 "sleep",
                 kind,
-                rng.uniform(10, 150),
+                rng.uniform(5000, 8000) if long else rng.uniform(10, 150),
                 lock_key=f"stress-lock-{rng.randrange(LOCK_KEYS)}",
             )
         if kind == "limited":

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from reproq.cli import main
-from reproq.pg.server import ServerInfo
+from reproq.pg.throwaway import ServerInfo
 
 
 def test_bench_runs_every_scenario_and_writes_comparable_json(

@@ -15,21 +15,20 @@ import psycopg
 import pytest
 
 from reproq.errors import LocalServerError
-from reproq.pg.server import (
+from reproq.pg.cluster import LocalPostgres, attach_dsn
+from reproq.pg.throwaway import (
     ENV_TEST_DSN,
     TEMP_PREFIX,
     TEST_SETTINGS,
-    LocalPostgres,
     ServerInfo,
     ServerKind,
-    attach_dsn,
     create_database,
     drop_database,
     dsn_with_dbname,
-    find_postgres_bin_dir,
     sweep_stale_clusters,
     throwaway_server,
 )
+from reproq.pg.tools import find_postgres_bin_dir
 
 # Killing the server loses commits still in WAL buffers under synchronous_commit=off.
 CRASH_SAFE = {"fsync": "off"}
@@ -194,7 +193,7 @@ def test_sweep_stops_and_removes_the_cluster_of_a_killed_owner(cluster_root: Pat
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from reproq.pg.server import throwaway_server\n"
+            "from reproq.pg.throwaway import throwaway_server\n"
             "with throwaway_server(settings={'fsync': 'off'}, require_local=True) as info:\n"
             "    print(info.local.data_dir, flush=True)\n"
             "    time.sleep(300)\n",

@@ -20,16 +20,10 @@ def test_a_short_torture_run_with_faults_keeps_every_invariant(tmp_path: Path) -
         workers=3,
         concurrency=20,
         rate=25,
-        faults=(
-            FaultKind.KILL,
-            FaultKind.STOP,
-            FaultKind.TERM,
-            FaultKind.DB_KILL,
-            FaultKind.DB_RESTART,
-            FaultKind.SLOW,
-        ),
+        faults=tuple(FaultKind),
         fault_interval=2.5,
-        seed=166,  # plans every fault kind in 25 s, a same-id twin included
+        seed=1124,  # plans every fault kind in 25 s: a same-id twin, a long freeze, a kill
+        # of worker 0 (the subprocess worker of the default mixed fleet)
         lease_seconds=3,
         drain_timeout=90,
         log_dir=tmp_path / "logs",
@@ -41,7 +35,9 @@ def test_a_short_torture_run_with_faults_keeps_every_invariant(tmp_path: Path) -
     assert report.drained
     injected = {str(f.event.kind) for f in report.faults if f.ok}
     assert len([f for f in report.faults if f.ok]) >= 5, render_table(report)
-    assert {"kill", "stop", "db-restart"} <= injected, render_table(report)
+    assert {"kill", "stop", "db-restart", "db-freeze"} <= injected, render_table(report)
+    assert report.settings["executor"] == "mixed"
+    assert report.evidence.get("executions_in_task_processes", 0) > 0, render_table(report)
     assert report.executions > 100
     assert report.final_status.get("SUCCESSFUL", 0) > 100
     assert report.final_status.get("FAILED", 0) > 0  # always-failing and timing-out tasks

@@ -16,7 +16,7 @@ import pytest
 
 from reproq.config import load_settings
 from reproq.db import Conn, connect
-from reproq.pg.server import LocalPostgres, attach_dsn
+from reproq.pg.cluster import LocalPostgres, attach_dsn
 from reproq.producer.client import Client
 from reproq.runtime.health import ComponentState, HealthReport
 from reproq.runtime.supervisor import Runtime

@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 from reproq.clock import FakeClock
 from reproq.db import connect
 from reproq.errors import DatabaseError
-from reproq.pg.server import ServerInfo
+from reproq.pg.throwaway import ServerInfo
 from reproq.tui.live import LinkState, ListenEvent, RefreshPlanner, listen_loop
 from reproq.tui.screens.tasks import TasksScreen
 from reproq.tui.source import PostgresSource

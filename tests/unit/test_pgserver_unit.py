@@ -1,4 +1,4 @@
-"""reproq.pg.server without a running server: DSNs, settings, binaries lookup, sweeping."""
+"""reproq.pg without a running server: DSNs, settings, binaries lookup, sweeping."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from reproq.errors import LocalServerError, UsageError
-from reproq.pg import server as pgserver
-from reproq.pg.server import (
-    ENV_PG_BIN,
-    TEMP_PREFIX,
-    LocalPostgres,
-    attach_dsn,
-    dsn_with_dbname,
-    find_postgres_bin_dir,
-    sweep_stale_clusters,
-)
+from reproq.pg import tools
+from reproq.pg.cluster import LocalPostgres, attach_dsn
+from reproq.pg.throwaway import TEMP_PREFIX, dsn_with_dbname, sweep_stale_clusters
+from reproq.pg.tools import ENV_PG_BIN, find_postgres_bin_dir
 
 
 def test_dsn_with_dbname_rewrites_a_url_dsn() -> None:
@@ -79,8 +73,8 @@ def test_an_explicit_bin_dir_without_binaries_is_a_clear_error(
 def test_no_binaries_anywhere_names_the_embedded_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_PG_BIN, raising=False)
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(pgserver, "_SYSTEM_PG_ROOT", Path("/nonexistent/postgresql"))
-    monkeypatch.setattr(pgserver, "_embedded_bin_dir", lambda: None)
+    monkeypatch.setattr(tools, "_SYSTEM_PG_ROOT", Path("/nonexistent/postgresql"))
+    monkeypatch.setattr(tools, "_embedded_bin_dir", lambda: None)
     with pytest.raises(LocalServerError, match=r"pip install 'reproq\[embedded\]'"):
         find_postgres_bin_dir()
 

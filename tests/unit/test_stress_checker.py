@@ -50,6 +50,7 @@ def run(
     pid: int = 100,
     outcome: str | None = "ok",
     token: str | None = None,
+    ancestors: tuple[int, ...] = (),
 ) -> Execution:
     if end == -1.0:
         end = start + 0.5  # the default: half a second of work
@@ -59,6 +60,7 @@ def run(
         attempt=attempt,
         worker_id=worker,
         pid=pid,
+        ancestors=ancestors,
         started_at=at(start),
         finished_at=at(end) if end is not None else None,
         outcome=outcome if end is not None else None,
@@ -264,6 +266,53 @@ def test_unfinished_execution_ends_when_its_process_died() -> None:
     assert failing(died_early) == set()
     never_died = snapshot(base, executions)
     assert failing(never_died) == {"lock_key_exclusive"}
+
+
+def _killed_subprocess_worker(child_end: float) -> Snapshot:
+    """Worker pid 100 is killed at 3 s while its task process (pid 150) runs task 1 until
+    ``child_end``; task 1's lease expires and task 2, same lock_key, runs at 6-7 s."""
+    return snapshot(
+        [
+            task(
+                1,
+                lock_key="k",
+                attempts=2,
+                worker_ids=("w1", "w2"),
+                errors=(AttemptError(kind="lease_expiry", attempt=1, at=at(5)),),
+                finished_at=at(9),
+                return_token="t1-2",
+            ),
+            task(2, lock_key="k", worker_ids=("w2",), return_token="t2-1", finished_at=at(7)),
+        ],
+        [
+            run(1, 1, start=1, end=child_end, pid=150, ancestors=(100, 1)),
+            run(2, start=6, end=7, worker="w2", pid=200),
+            run(1, 2, start=8, end=8.5, worker="w2", pid=200),
+        ],
+        process_exits={100: at(3)},
+    )
+
+
+def test_a_task_process_that_outlives_its_killed_worker_breaks_its_lock_key() -> None:
+    snap = _killed_subprocess_worker(child_end=7.5)
+    out = results(snap)
+    assert failing(snap) == {"lock_key_exclusive", "no_orphaned_execution"}
+    assert "task 1 attempt 1 on w1" in out["lock_key_exclusive"].details[0]
+    assert "after its worker w1 died" in out["no_orphaned_execution"].details[0]
+
+
+def test_a_task_process_that_dies_with_its_worker_is_fenced_out_as_usual() -> None:
+    assert failing(_killed_subprocess_worker(child_end=3.3)) == set()
+    unfinished = _killed_subprocess_worker(child_end=3.3)
+    gone = dataclasses.replace(unfinished.executions[0], finished_at=None, outcome=None)
+    snap = dataclasses.replace(unfinished, executions=(gone, *unfinished.executions[1:]))
+    assert failing(snap) == set()
+
+
+def test_a_worker_pid_that_ended_before_the_body_began_is_another_process() -> None:
+    snap = _killed_subprocess_worker(child_end=7.5)
+    earlier = dataclasses.replace(snap.facts, process_exits={100: at(0.5)})
+    assert failing(dataclasses.replace(snap, facts=earlier)) == set()
 
 
 def test_concurrency_over_the_limit_is_caught() -> None:

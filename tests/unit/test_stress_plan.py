@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
+from reproq.db import STATEMENT_ANSWER_GRACE
+from reproq.engine.worker import WorkerOptions
 from reproq.errors import UsageError
 from reproq.stress.faults import DEFAULT_FAULTS, FaultKind, parse_fault_kinds, plan_faults
+from reproq.stress.fleet import Fleet, WorkerSettings
 from reproq.stress.workload import KINDS, Workload
 
 
@@ -52,6 +56,41 @@ def test_a_stopped_worker_sleeps_past_its_lease() -> None:
     assert events
     assert all(e.seconds > 4 for e in events)
     assert {e.variant for e in events} == {"", "twin"}
+
+
+def test_a_long_db_freeze_outlasts_the_workers_answer_timeout() -> None:
+    events = plan_faults(
+        seed=2,
+        duration=300,
+        kinds=(FaultKind.DB_FREEZE,),
+        workers=3,
+        lease_seconds=4,
+        mean_interval=3,
+    )
+    answer_timeout = WorkerOptions().statement_timeout + STATEMENT_ANSWER_GRACE
+    long = [e for e in events if e.variant == "long"]
+    short = [e for e in events if e.variant == ""]
+    assert long and short and len(long) + len(short) == len(events)
+    assert all(e.seconds > answer_timeout + 2 for e in long)
+    assert all(0 < e.seconds < answer_timeout for e in short)
+    assert FaultKind.DB_FREEZE.needs_local_server and FaultKind.DB_FREEZE in DEFAULT_FAULTS
+
+
+def test_a_mixed_fleet_runs_the_subprocess_executor_in_its_chosen_slots(tmp_path: Path) -> None:
+    fleet = Fleet(
+        dsn="dbname=x",
+        workers=3,
+        settings=WorkerSettings(concurrency=50, subprocess_slots=frozenset({0})),
+        log_dir=tmp_path,
+    )
+
+    def flag(slot: int, name: str) -> str:
+        command = fleet.worker_command(slot)
+        return command[command.index(name) + 1]
+
+    assert (flag(0, "--executor"), flag(0, "--concurrency")) == ("subprocess", "4")
+    assert (flag(1, "--executor"), flag(1, "--concurrency")) == ("thread", "50")
+    assert [fleet.executor_of(slot) for slot in range(3)] == ["subprocess", "thread", "thread"]
 
 
 def test_database_restarts_are_spaced_out() -> None:

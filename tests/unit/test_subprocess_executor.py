@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from reproq.errors import ConfigError
+from reproq.executors import _lifeline as _lifeline_module
 from reproq.executors._common import TRUNCATION_MARKER
 from reproq.executors.base import TaskCall
 from reproq.executors.subprocess import SubprocessExecutor
@@ -248,3 +251,73 @@ def test_the_executor_module_gives_the_task_its_attempt_and_worker_id() -> None:
     outcome = _executor().run(call, Flag())
     assert outcome.ok, outcome.message
     assert outcome.return_value == {"result_id": 11, "attempt": 2, "worker_id": "w-sub"}
+
+
+def _lifeline(seconds: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", _lifeline_module.__file__, str(seconds)],
+        stdin=subprocess.PIPE,
+        process_group=0,
+    )
+
+
+def _in_group(group: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "600"], process_group=group)
+
+
+def test_the_lifeline_kills_its_group_when_its_pipe_closes() -> None:
+    lifeline = _lifeline(0)
+    member = _in_group(lifeline.pid)
+    try:
+        assert lifeline.stdin is not None
+        lifeline.stdin.close()  # what the death of the worker looks like from here
+        assert member.wait(timeout=10) == -signal.SIGKILL
+        assert lifeline.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for proc in (member, lifeline):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_lifeline_kills_its_group_at_its_deadline_while_the_pipe_is_open() -> None:
+    lifeline = _lifeline(0.5)
+    member = _in_group(lifeline.pid)
+    try:
+        assert member.wait(timeout=10) == -signal.SIGKILL
+        assert lifeline.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for proc in (member, lifeline):
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_to_the_group_reaches_the_task_but_not_the_lifeline() -> None:
+    lifeline = _lifeline(0)
+    member = _in_group(lifeline.pid)
+    try:
+        time.sleep(0.5)  # let the lifeline install its signal dispositions
+        os.killpg(lifeline.pid, signal.SIGTERM)
+        assert member.wait(timeout=10) == -signal.SIGTERM
+        time.sleep(0.2)
+        assert lifeline.poll() is None
+    finally:
+        for proc in (member, lifeline):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_task_runs_in_the_process_group_of_its_lifeline(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    executor = _executor()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(
+            executor.run, _call("spawn_grandchild_and_sleep", str(pid_file), 60), Flag(after=3)
+        )
+        child, grandchild = _read_pids(pid_file)
+        group = os.getpgid(child)
+        assert group != child and os.getpgid(grandchild) == group
+        leader = Path(f"/proc/{group}/cmdline").read_bytes().split(b"\0")
+        assert leader[3].decode().endswith("_lifeline.py")
+        outcome = future.result(timeout=20)
+    assert outcome.error_kind is ErrorKind.CANCELLED
+    assert _wait_dead(child) and _wait_dead(grandchild) and _wait_dead(group)
