@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reproq import __version__
+from reproq.db import redact_dsn
 
 __all__ = ["ComponentState", "HealthCheck", "HealthReport"]
 
@@ -89,7 +90,8 @@ class HealthCheck:
                 reasons.append(f"{name} is starting")
         problem = self._db_problem()
         if problem is not None:
-            reasons.append(f"database unreachable: {problem}")
+            # Driver messages may quote the connection string; the body is served to clients.
+            reasons.append(f"database unreachable: {redact_dsn(problem)}")
         return HealthReport(
             ok=not reasons,
             reasons=tuple(reasons),
