@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +18,11 @@ from reproq.errors import DatabaseError, UsageError
 
 Conn = psycopg.Connection[dict[str, Any]]
 """A connection whose rows are dicts keyed by column name."""
+
+# Every connection connect() made, for the connections-in-use gauge; weak, so a dropped
+# connection leaves by itself.
+_opened: weakref.WeakSet[Conn] = weakref.WeakSet()
+_opened_lock = threading.Lock()
 
 # --------------------------------------------------------------------------- redaction
 
@@ -137,7 +144,15 @@ def connect(dsn: str, *, autocommit: bool = True, application_name: str = "repro
     except psycopg.Error as exc:
         reason = f"cannot connect to {dsn}: {first_line(str(exc))}"
         raise DatabaseError(redact_dsn(reason, dsn=dsn)) from exc
+    with _opened_lock:
+        _opened.add(conn)
     return conn
+
+
+def open_connections() -> int:
+    """Connections this process opened with :func:`connect` and has not closed yet."""
+    with _opened_lock:
+        return sum(1 for conn in list(_opened) if not conn.closed)
 
 
 @contextmanager

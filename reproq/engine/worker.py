@@ -644,6 +644,7 @@ class Worker(InBackground):
         applied: set[int] = set()
         returned: set[int] = set()
         first: ClaimResult | None = None
+        began = time.monotonic()
         try:
             conn = self._db()
             claimer = self._claimer
@@ -683,6 +684,11 @@ class Worker(InBackground):
             self._db_trouble(exc)
             return False
         self._db_ok()
+        if self._metrics is not None and (n or pending):
+            queues = self.options.queues if n else ()
+            self._metrics.db_operation(
+                "claim" if n else "complete", time.monotonic() - began, queues
+            )
         self._recorded(pending, applied)
         for attempt in giveback:
             self._leases.pop(attempt.lease.result_id, None)
@@ -742,7 +748,12 @@ class Worker(InBackground):
             attempt = self._leases.pop(c.result_id, None)
             if self._metrics is not None and attempt is not None and c.result_id in applied:
                 self._metrics.task_finished(
-                    attempt.row.queue_name, _processed_status(c, attempt), attempt.ran_for
+                    attempt.row.queue_name,
+                    _processed_status(c, attempt),
+                    attempt.ran_for,
+                    worker_id=self.worker_id,
+                    row=attempt.row,
+                    completion=c,
                 )
             if c.result_id not in applied:
                 lost += 1
@@ -808,6 +819,7 @@ class Worker(InBackground):
 
     def _heartbeat(self, now: float) -> None:
         attempts = list(self._leases.values())
+        began = time.monotonic()
         try:
             renewal = renew(
                 self._db(), self.record, [a.lease for a in attempts], self.options.lease_seconds
@@ -818,6 +830,8 @@ class Worker(InBackground):
             self._beat_at = now + min(self.options.heartbeat_seconds, self._db_backoff)
             return
         self._db_ok()
+        if self._metrics is not None:
+            self._metrics.db_operation("heartbeat", time.monotonic() - began)
         self._beat_at = now + self.options.heartbeat_seconds
         for attempt in attempts:
             rid = attempt.lease.result_id
@@ -836,6 +850,7 @@ class Worker(InBackground):
                 attempt.cancel.set()
 
     def _reclaim(self, now: float) -> None:
+        began = time.monotonic()
         try:
             result = reclaim_expired(self._db(), worker_id=self.worker_id, held=self._leases.keys())
         except psycopg.Error as exc:
@@ -843,6 +858,8 @@ class Worker(InBackground):
             self._reclaim_at = now + min(self.options.reclaim_interval_seconds, self._db_backoff)
             return
         self._db_ok()
+        if self._metrics is not None:
+            self._metrics.db_operation("reclaim", time.monotonic() - began)
         self._reclaimed += result.count
         self._reclaim_at = now + self.options.reclaim_interval_seconds
         if result.count:
@@ -981,6 +998,8 @@ class Worker(InBackground):
                 )
             attempt.deadline = prepared.deadline
             attempt.timeout_seconds = prepared.timeout_seconds
+            if self._metrics is not None:
+                self._metrics.task_started(self.worker_id, attempt.row, prepared.task_path)
             try:
                 started = time.monotonic()
                 try:
