@@ -32,23 +32,31 @@ def connectable_forms(server: Server) -> list[tuple[str, str]]:
     """(label, DSN) pairs libpq accepts and connects with (trust auth ignores passwords)."""
     h, p, u, d = _uri_host(server.host), server.port, server.user, server.dbname
     raw = server.host
+    keywords = f"host={raw} port={p} user={u}"
+    encoded = quote(f"P@w/{MARK}:x y", safe="")
     return [
         ("uri", f"postgresql://{u}:Pw-{MARK}@{h}:{p}/{d}"),
         ("uri-postgres-scheme", f"postgres://{u}:Pw-{MARK}@{h}:{p}/{d}"),
         ("uri-empty-user", f"postgresql://:Pw-{MARK}@{h}:{p}/{d}?user={u}"),
-        ("uri-percent-encoded", f"postgresql://{u}:{quote(f'P@w/{MARK}:x y', safe='')}@{h}:{p}/{d}"),
+        ("uri-percent-encoded", f"postgresql://{u}:{encoded}@{h}:{p}/{d}"),
         ("uri-multi-host", f"postgresql://{u}:Pw-{MARK}@{h}:{p},127.0.0.1:1/{d}"),
-        ("uri-query-password", f"postgresql://{h}:{p}/{d}?user={u}&password=Pw-{MARK}&connect_timeout=5"),
-        ("uri-query-only", f"postgresql:///{d}?host={quote(raw, safe='/')}&port={p}&user={u}&password=Pw-{MARK}"),
+        (
+            "uri-query-password",
+            f"postgresql://{h}:{p}/{d}?user={u}&password=Pw-{MARK}&connect_timeout=5",
+        ),
+        (
+            "uri-query-only",
+            f"postgresql:///{d}?host={quote(raw, safe='/')}&port={p}&user={u}&password=Pw-{MARK}",
+        ),
         ("uri-encoded-query-key", f"postgresql://{h}:{p}/{d}?user={u}&pass%77ord=Pw-{MARK}"),
-        ("keyword", f"host={raw} port={p} user={u} password=Pw-{MARK} dbname={d}"),
-        ("keyword-password-first", f"password=Pw-{MARK} host={raw} port={p} user={u} dbname={d}"),
-        ("keyword-spaced", f"host={raw} port={p} user={u} password = Pw-{MARK} dbname={d}"),
-        ("keyword-quoted", f"host={raw} port={p} user={u} password='a b {MARK} c' dbname={d}"),
-        ("keyword-escaped-quote", f"host={raw} port={p} user={u} password='it\\'s {MARK}\\\\' dbname={d}"),
-        ("keyword-escaped-space", f"host={raw} port={p} user={u} password=a\\ {MARK} dbname={d}"),
-        ("keyword-sslpassword", f"host={raw} port={p} user={u} sslpassword=Pw-{MARK} dbname={d}"),
-    ]  # fmt: skip
+        ("keyword", f"{keywords} password=Pw-{MARK} dbname={d}"),
+        ("keyword-password-first", f"password=Pw-{MARK} {keywords} dbname={d}"),
+        ("keyword-spaced", f"{keywords} password = Pw-{MARK} dbname={d}"),
+        ("keyword-quoted", f"{keywords} password='a b {MARK} c' dbname={d}"),
+        ("keyword-escaped-quote", f"{keywords} password='it\\'s {MARK}\\\\' dbname={d}"),
+        ("keyword-escaped-space", f"{keywords} password=a\\ {MARK} dbname={d}"),
+        ("keyword-sslpassword", f"{keywords} sslpassword=Pw-{MARK} dbname={d}"),
+    ]
 
 
 def text_only_forms(server: Server) -> list[tuple[str, str]]:
