@@ -107,8 +107,8 @@ class MetricsServer:
         )
         self._handlers: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
-        # Owned by the intake thread while it serves.
-        self._selector: selectors.BaseSelector = selectors.DefaultSelector()
+        # Owned by the intake thread, made anew each time it serves.
+        self._selector: selectors.BaseSelector
         self._intakes: dict[socket.socket, _Intake] = {}
 
     # -- facts --------------------------------------------------------------------------
