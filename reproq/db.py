@@ -54,12 +54,11 @@ def redact_dsn(text: str, *, dsn: str | None = None) -> str:
     quotes, any letter case, ``sslpassword``). Everything but the password stays, so the
     result still says which server was meant.
 
-    With *dsn*, the passwords of that DSN are also hidden wherever they appear in *text*
-    whole, percent-decoded, or as the pieces libpq makes of a password with an unencoded
-    ``@`` (it then reports one piece as part of a host name).
+    With *dsn* (the DSN an error message is about), the pieces of its password that libpq
+    may quote as a host name are hidden too (a URI password with an unencoded ``@``).
     """
     if dsn is not None:
-        for secret in _password_fragments(dsn):
+        for secret in _spilled_fragments(dsn):
             text = text.replace(secret, _HIDDEN)
     out: list[str] = []
     pos = 0
@@ -104,21 +103,20 @@ def _redact_uri(scheme: str, rest: str) -> str:
     return f"{scheme}://{head}{query}"
 
 
-def _password_fragments(dsn: str) -> list[str]:
-    """The passwords written in *dsn* (raw and decoded), and their "@" pieces, longest first."""
-    found: set[str] = set()
+def _spilled_fragments(dsn: str) -> list[str]:
+    """Pieces of a URI password with an unencoded "@" that libpq reads as part of the host.
+
+    libpq ends the user info at the first "@", so ``u:P@ss-word@host`` makes the host
+    ``ss-word@host``, which its error message then quotes. Only such pieces are hidden
+    literally: a password that also occurs elsewhere (``postgres`` as user and password)
+    must not blank out the rest of the message.
+    """
+    pieces: set[str] = set()
     for match in _URI.finditer(dsn):
-        at, head, query = _uri_parts(match.group("scheme"), match.group("rest"))
-        if at >= 0 and ":" in head[:at]:
-            found.add(head[:at].partition(":")[2])
-        for pair in query[1:].split("&"):
-            key, eq, value = pair.partition("=")
-            if eq and _PASSWORD_KEY.fullmatch(unquote(key)):
-                found.add(value)
-    for match in _KEYWORD_PASSWORD.finditer(_URI.sub("", dsn)):
-        found.add(match.group("value").strip("'"))
-    pieces = {unquote(secret) for secret in found} | found
-    pieces |= {piece for secret in list(pieces) for piece in secret.split("@")}
+        at, head, _ = _uri_parts(match.group("scheme"), match.group("rest"))
+        password = head[:at].partition(":")[2] if at >= 0 else ""
+        if "@" in password:
+            pieces.update(password.split("@")[1:])
     # Short pieces would blank out ordinary words of the message.
     return sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True)
 

@@ -84,3 +84,12 @@ def test_with_the_dsn_its_password_is_hidden_anywhere_in_a_message() -> None:
     message = "failed to resolve host 'host-secret@127.0.0.1'"
     assert "host-secret" not in redact_dsn(message, dsn=dsn)
     assert redact_dsn(message) == message
+
+
+def test_a_password_that_is_also_the_user_name_does_not_blank_out_the_message() -> None:
+    dsn = "postgresql://postgres:postgres@127.0.0.1:1/postgres"
+    message = f"cannot connect to {dsn}: connection to server at 127.0.0.1 failed"
+    assert redact_dsn(message, dsn=dsn) == (
+        "cannot connect to postgresql://postgres:***@127.0.0.1:1/postgres: "
+        "connection to server at 127.0.0.1 failed"
+    )
