@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from reproq.db import redact_dsn
 from reproq.errors import ReproqError
 
 # Order is the order shown by ``reproq --help``.
@@ -71,12 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=logging.DEBUG if args.debug else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        from reproq.runtime.logs import RedactingFilter
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())
     try:
         code: int = args.func(args)
     except ReproqError as exc:
         if args.debug:
             raise
-        print(f"reproq: error: {exc}", file=sys.stderr)
+        # Driver messages may quote the connection string.
+        print(f"reproq: error: {redact_dsn(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -391,7 +391,23 @@ class _Loader:
         if "metrics.enabled" not in self.cells and addr_cell is not None:
             # Giving an address is asking for the endpoint.
             self.cells["metrics.enabled"] = _Cell(True, addr_cell.source)
-        return self.section("metrics", MetricsSettings)  # type: ignore[no-any-return]
+        metrics: MetricsSettings = self.section("metrics", MetricsSettings)
+        self.check_tls(metrics)
+        return metrics
+
+    def check_tls(self, metrics: MetricsSettings) -> None:
+        """A key needs its certificate and the reverse; a client CA needs both."""
+        needs = (
+            ("metrics.tls_cert", metrics.tls_cert, metrics.tls_key, "tls_key"),
+            ("metrics.tls_key", metrics.tls_key, metrics.tls_cert, "tls_cert"),
+            ("metrics.tls_client_ca", metrics.tls_client_ca, metrics.tls_cert, "tls_cert"),
+        )
+        for key, given, other, missing in needs:
+            cell = self.cells.get(key)
+            if given is not None and other is None and cell is not None:
+                self.fail(
+                    key, cell, f"needs metrics.{missing} too (TLS takes a certificate and its key)"
+                )
 
     # -- pools
 

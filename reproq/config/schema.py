@@ -386,6 +386,12 @@ SCALARS: dict[str, dict[str, Coerce]] = {
         "auth_token": _optional_string,
         "allowed_cidrs": _cidrs,
         "port": _integer(minimum=0, maximum=65535),
+        "tls_cert": _optional_path,
+        "tls_key": _optional_path,
+        "tls_client_ca": _optional_path,
+        "auth_limit": _integer(minimum=1, maximum=1_000_000),
+        "auth_window": _POSITIVE,
+        "auth_max_entries": _integer(minimum=1, maximum=1_000_000),
     },
     "logging": {"level": _log_level, "json": _boolean},
 }
@@ -426,12 +432,6 @@ ALIASES: dict[str, dict[str, str | Note]] = {
     "beat": {"dsn": "database.dsn", "interval": "beat.tick"},
     "metrics": {
         "allow_cidrs": "metrics.allowed_cidrs",
-        "auth_limit": Note("failed-auth rate limiting is not implemented"),
-        "auth_window": Note("failed-auth rate limiting is not implemented"),
-        "auth_max_entries": Note("failed-auth rate limiting is not implemented"),
-        "tls_cert": Note("TLS is not served by reproq; put a TLS proxy in front", True),
-        "tls_key": Note("TLS is not served by reproq; put a TLS proxy in front", True),
-        "tls_client_ca": Note("TLS is not served by reproq; put a TLS proxy in front", True),
     },
 }
 

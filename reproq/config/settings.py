@@ -242,7 +242,7 @@ class BeatSettings:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MetricsSettings:
-    """``[metrics]``: the Prometheus ``/metrics`` and ``/healthz`` HTTP endpoint."""
+    """``[metrics]``: the HTTP endpoint (``/metrics``, ``/healthz``, ``/events``)."""
 
     enabled: bool = False
     addr: str = "127.0.0.1:9090"
@@ -251,6 +251,19 @@ class MetricsSettings:
     """Bearer token required on every request when set."""
     allowed_cidrs: tuple[str, ...] = ()
     """Client networks allowed to connect; empty allows every client."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with; needs :attr:`tls_key`."""
+    tls_key: Path | None = None
+    """PEM private key of :attr:`tls_cert`."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
+    auth_limit: int = 30
+    """Failed attempts (refused address, missing or wrong token) per client and window
+    before the answer is 429."""
+    auth_window: float = 60.0
+    """Seconds of the failed-attempt window."""
+    auth_max_entries: int = 1000
+    """Client addresses whose failed attempts are tracked at most."""
 
     @property
     def host(self) -> str:
@@ -362,6 +375,12 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "REPROQ_METRICS_ADDR": "metrics.addr",
         "REPROQ_METRICS_AUTH_TOKEN": "metrics.auth_token",
         "REPROQ_METRICS_ALLOWED_CIDRS": "metrics.allowed_cidrs",
+        "REPROQ_METRICS_TLS_CERT": "metrics.tls_cert",
+        "REPROQ_METRICS_TLS_KEY": "metrics.tls_key",
+        "REPROQ_METRICS_TLS_CLIENT_CA": "metrics.tls_client_ca",
+        "REPROQ_METRICS_AUTH_LIMIT": "metrics.auth_limit",
+        "REPROQ_METRICS_AUTH_WINDOW": "metrics.auth_window",
+        "REPROQ_METRICS_AUTH_MAX_ENTRIES": "metrics.auth_max_entries",
         "REPROQ_LOG_LEVEL": "logging.level",
         "REPROQ_LOG_JSON": "logging.json",
     }

@@ -195,10 +195,16 @@ enabled = true
 # tick = "1s"
 
 [metrics]
+# /metrics, /healthz and /events (server-sent events), as Reproq Worker serves them.
 enabled = false
 addr = "127.0.0.1:9090"
 # auth_token = "${REPROQ_METRICS_TOKEN}"
 # allowed_cidrs = ["10.0.0.0/8"]
+# tls_cert = "/etc/reproq/tls/cert.pem"
+# tls_key = "/etc/reproq/tls/key.pem"
+# tls_client_ca = "/etc/reproq/tls/clients-ca.pem"  # require client certificates
+# auth_limit = 30  # failed attempts per client and auth_window before 429
+# auth_window = "1m"
 
 [logging]
 level = "INFO"

@@ -125,7 +125,8 @@ class Lane(InBackground):
         self._started = False
         self._finished = threading.Event()
         self._wake = threading.Event()
-        self._slots = Slots(executor, self.policy, clock, self._wake)
+        self._metrics = metrics
+        self._slots = Slots(executor, self.policy, clock, self._wake, metrics)
         self._ledger = Ledger(self.policy, clock, metrics)
         self._hint = True
         self._stop_level = 0  # 0 running, 1 draining, 2 forced
@@ -321,6 +322,7 @@ class Lane(InBackground):
         applied: set[int] = set()
         returned: set[int] = set()
         first: ClaimResult | None = None
+        began = time.monotonic()
         try:
             conn = self._db()
             claimer = self._claimer
@@ -358,6 +360,12 @@ class Lane(InBackground):
             self._db_trouble(exc)
             return False
         self._link.ok()
+        if self._metrics is not None and (n or pending):
+            self._metrics.db_operation(
+                "claim" if n else "complete",
+                time.monotonic() - began,
+                self.options.queues if n else (),
+            )
         ledger.recorded(pending, applied)
         ledger.given_back(giveback, returned)
         if first is None or not n:
@@ -414,6 +422,7 @@ class Lane(InBackground):
 
     def _heartbeat(self, now: float) -> None:
         attempts = list(self._ledger.leases.values())
+        began = time.monotonic()
         try:
             renewal = renew(
                 self._db(), self.record, [a.lease for a in attempts], self.options.lease_seconds
@@ -424,6 +433,8 @@ class Lane(InBackground):
             self._beat_at = now + min(self.options.heartbeat_seconds, self._link.backoff)
             return
         self._link.ok()
+        if self._metrics is not None:
+            self._metrics.db_operation("heartbeat", time.monotonic() - began)
         self._beat_at = now + self.options.heartbeat_seconds
         busy = self._slots.busy
         for attempt in attempts:
@@ -443,6 +454,7 @@ class Lane(InBackground):
                 attempt.cancel.set()
 
     def _reclaim(self, now: float) -> None:
+        began = time.monotonic()
         try:
             result = reclaim_expired(
                 self._db(), worker_id=self.worker_id, held=self._ledger.leases.keys()
@@ -452,6 +464,8 @@ class Lane(InBackground):
             self._reclaim_at = now + min(self.options.reclaim_interval_seconds, self._link.backoff)
             return
         self._link.ok()
+        if self._metrics is not None:
+            self._metrics.db_operation("reclaim", time.monotonic() - began)
         self._ledger.counts.reclaimed += result.count
         self._reclaim_at = now + self.options.reclaim_interval_seconds
         if result.count:

@@ -129,7 +129,12 @@ class Ledger:
             attempt = self.leases.pop(c.result_id, None)
             if metrics is not None and attempt is not None and c.result_id in applied:
                 metrics.task_finished(
-                    attempt.row.queue_name, _processed_status(c, attempt), attempt.ran_for
+                    attempt.row.queue_name,
+                    _processed_status(c, attempt),
+                    attempt.ran_for,
+                    worker_id=self.worker_id,
+                    row=attempt.row,
+                    completion=c,
                 )
             if c.result_id not in applied:
                 lost += 1

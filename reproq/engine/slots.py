@@ -36,6 +36,7 @@ from reproq.engine.attempt import (
 from reproq.engine.claim import ClaimedRow
 from reproq.engine.completion import Completion
 from reproq.engine.lease import Held
+from reproq.engine.metrics_sink import MetricsSink
 from reproq.executors import Executor
 from reproq.models import ErrorKind
 
@@ -132,9 +133,15 @@ class Slots:
     """
 
     def __init__(
-        self, executor: Executor, policy: AttemptPolicy, clock: Clock, wake: threading.Event
+        self,
+        executor: Executor,
+        policy: AttemptPolicy,
+        clock: Clock,
+        wake: threading.Event,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.executor = executor
+        self._metrics = metrics
         self.policy = policy
         self.clock = clock
         self.grace = float(getattr(executor, "deadline_grace_seconds", 15.0))
@@ -249,6 +256,8 @@ class Slots:
                 )
             attempt.deadline = prepared.deadline
             attempt.timeout_seconds = prepared.timeout_seconds
+            if self._metrics is not None:
+                self._metrics.task_started(policy.worker_id, attempt.row, prepared.task_path)
             try:
                 started = time.monotonic()
                 try:

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reproq import __version__
+from reproq.db import redact_dsn
 
 __all__ = ["ComponentState", "HealthCheck", "HealthReport"]
 
@@ -44,8 +45,13 @@ class HealthReport:
         """200 when healthy, else 503."""
         return 200 if self.ok else 503
 
+    @property
+    def text(self) -> str:
+        """The plain ``/healthz`` body, Reproq Worker's: ``ok`` or ``unhealthy``."""
+        return "ok" if self.ok else "unhealthy"
+
     def to_json(self) -> dict[str, Any]:
-        """The ``/healthz`` response body."""
+        """The detailed ``/healthz`` body (``Accept: application/json``)."""
         body: dict[str, Any] = {
             "status": "ok" if self.ok else "unavailable",
             "version": __version__,
@@ -61,8 +67,8 @@ class HealthCheck:
 
     *db_problem* returns None when the database answers, else the reason (it should be
     cached: ``/healthz`` may be polled often). *components* returns each component's
-    current :class:`ComponentState`; a component in any state but ``running`` (or
-    ``stopping``/``stopped`` during shutdown) makes the process unhealthy.
+    current :class:`ComponentState`; one starting, restarting, or stopped while the
+    process is not shutting down makes the process unhealthy.
     """
 
     def __init__(
@@ -80,16 +86,20 @@ class HealthCheck:
         """Check now."""
         reasons: list[str] = []
         states = dict(self._components())
-        if self._shutting_down():
+        shutting_down = self._shutting_down()
+        if shutting_down:
             reasons.append("shutting down")
         for name, state in sorted(states.items()):
             if state is ComponentState.RESTARTING:
                 reasons.append(f"{name} died and is being restarted")
             elif state is ComponentState.STARTING:
                 reasons.append(f"{name} is starting")
+            elif state is ComponentState.STOPPED and not shutting_down:
+                reasons.append(f"{name} stopped")
         problem = self._db_problem()
         if problem is not None:
-            reasons.append(f"database unreachable: {problem}")
+            # Driver messages may quote the connection string; the body is served to clients.
+            reasons.append(f"database unreachable: {redact_dsn(problem)}")
         return HealthReport(
             ok=not reasons,
             reasons=tuple(reasons),

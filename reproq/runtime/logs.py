@@ -55,10 +55,6 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
     "taskName",
 }
 
-# Stricter than db.redact_dsn's pattern: free text holds URLs such as
-# http://host:9090/metrics, and a password never contains whitespace.
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 # Real tokens are long; the length keeps prose such as "bearer token" readable.
 _BEARER = re.compile(r"(\bbearer\s+)([A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 _SECRET_KV = re.compile(
@@ -98,8 +94,7 @@ def redact_text(text: str) -> str:
     for secret in _known_secrets():
         if secret in text:
             text = text.replace(secret, "***")
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
-    text = _KV_PASSWORD.sub(r"\1***", text)
+    text = redact_dsn(text)
     text = _BEARER.sub(r"\1***", text)
     text = _SECRET_KV.sub(r"\1***", text)
     return _redact_payloads(text)

@@ -10,8 +10,9 @@
    into ``periodic_tasks`` through :func:`reproq.schedule.sync.sync_schedules`;
 4. start the components, each on its own thread: one worker per ``[[pools]]`` entry
    (worker id ``<worker_id or host-pid>-<pool>``; the workers also reclaim expired
-   leases), the beat when enabled, and the ``/metrics`` + ``/healthz`` server when
-   enabled. One log line per component states its settings.
+   leases), the beat when enabled, and the HTTP endpoint (``/metrics``, ``/healthz``,
+   ``/events``: :mod:`reproq.runtime.endpoint`) when enabled. One log line per
+   component states its settings.
 
 Then :meth:`Runtime.run` supervises until stopped. A component whose thread ends
 without being asked to is logged, reported by ``/healthz`` as 503 and started again
@@ -61,10 +62,11 @@ from reproq.db import Conn, connection, redact_dsn
 from reproq.engine.worker import Worker, WorkerOptions
 from reproq.errors import ConfigError, NotFound, ReproqError
 from reproq.runtime.embedded import EmbeddedPostgres
+from reproq.runtime.endpoint import Endpoint
 from reproq.runtime.forced_exit import FORCED_EXIT_SECONDS, exit_later
 from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
 from reproq.runtime.httpserver import MetricsServer
-from reproq.runtime.metrics import DatabaseReader, MetricsSink, RuntimeMetrics
+from reproq.runtime.metrics import MetricsSink
 from reproq.schedule.beat import Beat
 from reproq.schedule.sync import SyncReport, sync_schedules
 
@@ -247,10 +249,9 @@ class Runtime:
         self._reload_requested = False
         self._started = False
         self._stopped = False
+        self._endpoint: Endpoint | None = None
         self._metrics_server: MetricsServer | None = None
-        self._reader: DatabaseReader | None = None
         self._sink: MetricsSink | None = None
-        self._health: HealthCheck | None = None
 
     # -- facts --------------------------------------------------------------------------
 
@@ -286,17 +287,14 @@ class Runtime:
             return {c.name: c.state for c in self._components}
 
     def health(self) -> HealthReport:
-        """The ``/healthz`` verdict now."""
-        if self._health is None:
-            self._health = HealthCheck(
-                db_problem=self._db_problem,
-                components=self.component_states,
-                shutting_down=lambda: self.stopping,
-            )
-        return self._health()
-
-    def _db_problem(self) -> str | None:
-        return self._reader.ping() if self._reader is not None else None
+        """The ``/healthz`` verdict now (the database counts when metrics are enabled)."""
+        if self._endpoint is not None:
+            return self._endpoint.health()
+        return HealthCheck(
+            db_problem=lambda: None,
+            components=self.component_states,
+            shutting_down=lambda: self.stopping,
+        )()
 
     # -- start --------------------------------------------------------------------------
 
@@ -442,19 +440,18 @@ class Runtime:
             return
         # A worker is stale after missing three heartbeats (never sooner than observe's default).
         stale = max(180.0, 3 * settings.worker.heartbeat_seconds)
-        self._reader = DatabaseReader(self.dsn, stale_after=dt.timedelta(seconds=stale))
-        metrics = RuntimeMetrics(
-            reader=self._reader,
-            components=lambda: {
-                name: state is ComponentState.RUNNING
-                for name, state in self.component_states().items()
-            },
+        endpoint = Endpoint(
+            settings.metrics,
+            dsn=self.dsn,
+            components=self.component_states,
+            shutting_down=lambda: self.stopping,
+            stale_after=dt.timedelta(seconds=stale),
         )
         if self._sink is None:
-            self._sink = metrics
-        server = MetricsServer(settings.metrics, registry=metrics.registry, health=self.health)
-        server.bind()  # fail at start, before any worker runs, when the port is taken
-        self._metrics_server = server
+            self._sink = endpoint.sink
+        endpoint.server.bind()  # fail at start, before any worker runs, when the port is taken
+        self._endpoint = endpoint
+        self._metrics_server = endpoint.server
 
     # -- components ---------------------------------------------------------------------
 
@@ -678,10 +675,8 @@ class Runtime:
                 component.state = ComponentState.STOPPED
 
     def _close_metrics(self) -> None:
-        if self._metrics_server is not None:
-            self._metrics_server.close()
-        if self._reader is not None:
-            self._reader.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
 
     # -- syncing the file into the database ------------------------------------------------
 

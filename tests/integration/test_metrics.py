@@ -79,19 +79,26 @@ def test_metrics_count_processed_tasks_and_read_queue_gauges(
             assert status == 200
             samples = parse_metrics(body.decode())
             # Gauges are cached for a couple of seconds: wait for a fresh read.
-            depth = metric(samples, "reproq_queue_depth", queue="emails", status="READY")
+            depth = metric(samples, "reproq_queue_depth_by_queue", queue="emails", status="READY")
             return samples if depth == len(held) else None
 
         samples = wait_until(scraped, timeout=30, interval=0.5)
         health_status, health_body = fetch(f"{up.metrics_url}/healthz")
+        health_json = fetch(f"{up.metrics_url}/healthz?format=json")[1]
         assert up.stop() == 0
 
     assert metric(samples, "reproq_tasks_claimed_total", queue="default") == 6
     assert metric(samples, "reproq_tasks_processed_total", status="success", queue="default") == 5
     assert metric(samples, "reproq_tasks_processed_total", status="failure", queue="default") == 1
     assert metric(samples, "reproq_exec_duration_seconds_count", queue="default") == 6
-    assert metric(samples, "reproq_queue_depth", queue="default", status="READY") == 0
-    assert metric(samples, "reproq_tasks_running", queue="emails") == 0
+    assert metric(samples, "reproq_tasks_completed_total", status="failure", queue="default") == 1
+    assert metric(samples, "reproq_queue_depth_by_queue", queue="default", status="READY") == 0
+    assert metric(samples, "reproq_tasks_running_by_queue", queue="emails") == 0
+    # Reproq Worker's unlabelled totals.
+    assert metric(samples, "reproq_queue_depth") == len(held)
+    assert metric(samples, "reproq_tasks_running") == 0
+    assert metric(samples, "reproq_queues_paused") == 1
+    assert metric(samples, "reproq_concurrency_blocked_tasks") == 0
     assert metric(samples, "reproq_queue_paused", queue="emails") == 1
     assert metric(samples, "reproq_queue_paused", queue="default") == 0
     assert metric(samples, "reproq_workers") == 1
@@ -104,8 +111,8 @@ def test_metrics_count_processed_tasks_and_read_queue_gauges(
     assert oldest is not None and oldest >= 0
     assert failed not in done
 
-    assert health_status == 200
-    doc = json.loads(health_body)
+    assert (health_status, health_body) == (200, b"ok")
+    doc = json.loads(health_json)
     assert doc["status"] == "ok"
     assert doc["components"] == {"pool:default": "running", "metrics": "running"}
 

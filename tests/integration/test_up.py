@@ -119,7 +119,7 @@ def test_a_second_sigterm_gives_leases_back_without_waiting_for_shutdown_timeout
         up.send(signal.SIGTERM)
         up.wait_for_log("waiting up to 600s")
         # Draining: the endpoint still answers, and tells load balancers to go away.
-        status, body = fetch(f"{up.metrics_url}/healthz")
+        status, body = fetch(f"{up.metrics_url}/healthz?format=json")
         assert status == 503
         assert "shutting down" in json.loads(body)["reasons"]
         up.send(signal.SIGTERM)
@@ -288,7 +288,7 @@ def test_sighup_with_an_invalid_file_keeps_the_running_config(
         up.send(signal.SIGHUP)
         log = up.wait_for_log("reload: the config is invalid, keeping the running one")
         status, body = fetch(f"{up.metrics_url}/healthz")
-        assert (status, json.loads(body)["status"]) == (200, "ok")
+        assert (status, body) == (200, b"ok")
         assert up.proc.poll() is None
         assert up.stop() == 0
     error_line = next(line for line in log.splitlines() if "config is invalid" in line)

@@ -141,12 +141,22 @@ def test_every_documented_environment_variable_sets_its_key() -> None:
         "metrics.addr": "0.0.0.0:9100",
         "metrics.auth_token": "t",
         "metrics.allowed_cidrs": "10.0.0.0/8,192.168.0.0/16",
+        "metrics.tls_cert": "/etc/reproq/cert.pem",
+        "metrics.tls_key": "/etc/reproq/key.pem",
+        "metrics.tls_client_ca": "/etc/reproq/ca.pem",
+        "metrics.auth_limit": "10",
+        "metrics.auth_window": "2m",
+        "metrics.auth_max_entries": "500",
         "logging.level": "debug",
         "logging.json": "1",
     }
     assert set(samples) == set(ENV_VARS.values())
+    # A certificate comes with its key (and a client CA needs both).
+    tls = {"REPROQ_METRICS_TLS_CERT": "/c.pem", "REPROQ_METRICS_TLS_KEY": "/k.pem"}
     for name, key in ENV_VARS.items():
-        settings = load_settings(None, env={name: samples[key]})
+        env = dict(tls) if key.startswith("metrics.tls_") else {}
+        env[name] = samples[key]
+        settings = load_settings(None, env=env)
         if key.startswith("worker.") and key.split(".")[1] in ("concurrency", "queues", "executor"):
             assert settings.source_of(f"pools.default.{key.split('.')[1]}") == f"env:{name}"
         else:
@@ -439,13 +449,10 @@ def test_upstream_example_maps_onto_the_model() -> None:
     assert settings.metrics.auth_token is None
     assert settings.metrics.allowed_cidrs == ("127.0.0.1/32",)
     ignored = {re.search(r": (\w+\.\w+): ", w).group(1) for w in settings.warnings}  # type: ignore[union-attr]
-    assert ignored == {
-        "worker.poll_min_backoff",
-        "worker.max_attempts_default",
-        "metrics.auth_limit",
-        "metrics.auth_window",
-        "metrics.auth_max_entries",
-    }
+    assert ignored == {"worker.poll_min_backoff", "worker.max_attempts_default"}
+    metrics = settings.metrics
+    assert (metrics.auth_limit, metrics.auth_window, metrics.auth_max_entries) == (30, 60.0, 1000)
+    assert (metrics.tls_cert, metrics.tls_key, metrics.tls_client_ca) == (None, None, None)
 
 
 def test_upstream_port_alone_listens_on_every_interface(tmp_path: Path) -> None:

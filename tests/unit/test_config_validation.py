@@ -499,11 +499,29 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     assert "cannot read config file" in problem.message
 
 
-def test_upstream_tls_settings_are_refused_when_set(tmp_path: Path) -> None:
+def test_a_tls_certificate_needs_its_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[metrics]\naddr = "127.0.0.1:9090"\ntls_cert = "/etc/cert.pem"\n')
     problem = only_problem(path)
     assert_located(problem, path, "metrics.tls_cert", 3)
-    assert "TLS" in problem.message
+    assert "needs metrics.tls_key" in problem.message
+
+
+def test_a_client_ca_needs_a_certificate(tmp_path: Path) -> None:
+    path = write(tmp_path, '[metrics]\naddr = "127.0.0.1:9090"\ntls_client_ca = "/etc/ca.pem"\n')
+    problem = only_problem(path)
+    assert_located(problem, path, "metrics.tls_client_ca", 3)
+    assert "needs metrics.tls_cert" in problem.message
+
+
+def test_failed_auth_limits_are_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, "[metrics]\nauth_limit = 0\n")
+    assert_located(only_problem(path), path, "metrics.auth_limit", 2)
+    path = write(tmp_path, '[metrics]\nauth_window = "soon"\n')
+    assert_located(only_problem(path), path, "metrics.auth_window", 2)
+    path = write(tmp_path, "[metrics]\nauth_max_entries = 10000000\n")
+    problem = only_problem(path)
+    assert_located(problem, path, "metrics.auth_max_entries", 2)
+    assert "at most 1000000" in problem.message
 
 
 def test_pool_shorthand_in_worker_is_refused_next_to_pools(tmp_path: Path) -> None:

@@ -19,10 +19,14 @@ from reproq.runtime.httpserver import MetricsServer, client_allowed
 from reproq.runtime.metrics import ProcessedStatus, RuntimeMetrics
 
 
-def _fetch(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def _fetch(
+    url: str, token: str | None = None, accept: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
+    if accept is not None:
+        request.add_header("Accept", accept)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
@@ -108,11 +112,21 @@ def test_client_allowed_matches_networks_and_ipv4_mapped_addresses() -> None:
     assert client_allowed("203.0.113.9", ())
 
 
-def test_healthz_is_200_with_status_ok_when_healthy(serve: Callable[..., MetricsServer]) -> None:
+def test_healthz_answers_ok_as_reproq_worker_does(serve: Callable[..., MetricsServer]) -> None:
     server = serve()
     status, headers, body = _fetch(f"{server.url}/healthz")
+    assert (status, body) == (200, b"ok")
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_healthz_is_200_with_status_ok_in_json_when_asked(
+    serve: Callable[..., MetricsServer],
+) -> None:
+    server = serve()
+    status, headers, body = _fetch(f"{server.url}/healthz", accept="application/json")
     assert status == 200
     assert headers["Content-Type"] == "application/json"
+    assert json.loads(_fetch(f"{server.url}/healthz?format=json")[2])["status"] == "ok"
     doc = json.loads(body)
     assert doc["status"] == "ok"
     assert doc["components"] == {"pool:default": "running"}
@@ -126,7 +140,8 @@ def test_healthz_is_503_with_the_reasons_when_unhealthy(
         components=lambda: {"beat": ComponentState.RESTARTING, "pool:a": ComponentState.RUNNING},
     )
     server = serve(health=check)
-    status, _, body = _fetch(f"{server.url}/healthz")
+    assert _fetch(f"{server.url}/healthz")[::2] == (503, b"unhealthy")
+    status, _, body = _fetch(f"{server.url}/healthz", accept="application/json")
     assert status == 503
     doc = json.loads(body)
     assert doc["status"] == "unavailable"
@@ -154,6 +169,8 @@ def test_counters_fed_through_the_sink_appear_in_the_exposition(
     assert 'reproq_tasks_claimed_total{queue="emails"} 3.0' in body
     assert 'reproq_tasks_processed_total{queue="emails",status="success"} 1.0' in body
     assert 'reproq_tasks_processed_total{queue="emails",status="failure"} 1.0' in body
+    assert 'reproq_tasks_completed_total{queue="emails",status="success"} 1.0' in body
+    assert 'reproq_task_outcomes_total{outcome="failure",queue="emails"} 1.0' in body
     assert 'reproq_exec_duration_seconds_count{queue="emails"} 1.0' in body
     assert 'reproq_component_up{component="beat"} 1.0' in body
 
@@ -163,7 +180,7 @@ def test_binding_beyond_loopback_without_auth_logs_a_warning(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="reproq.metrics"):
         serve(addr="0.0.0.0:0")
-    assert any("without auth_token or allowed_cidrs" in r.getMessage() for r in caplog.records)
+    assert any("without auth_token, allowed_cidrs" in r.getMessage() for r in caplog.records)
 
 
 def test_binding_beyond_loopback_with_a_token_does_not_warn(
