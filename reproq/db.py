@@ -1,10 +1,10 @@
-"""Connections: DSN resolution and turning driver failures into clear errors."""
+"""Connections: the one DSN resolver and turning driver failures into clear errors."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,12 +25,36 @@ def redact_dsn(dsn: str) -> str:
     return _PASSWORD_KV.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\3", dsn))
 
 
-def resolve_dsn(explicit: str | None) -> str:
-    """The DSN to use: the explicit one, else ``$DATABASE_URL``; a clear error if neither."""
-    dsn = explicit or os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise UsageError("no database given: pass --dsn or set DATABASE_URL (or use --config FILE)")
-    return dsn
+DSN_ENV_VARS = ("REPROQ_DSN", "DATABASE_URL")
+"""Environment variables that name the database, strongest first (``DATABASE_URL`` is the
+Go worker's and the seed's name). Empty variables count as unset."""
+
+
+def dsn_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """``(variable, DSN)`` of the first :data:`DSN_ENV_VARS` set in *env* (``os.environ``)."""
+    environ = os.environ if env is None else env
+    for name in DSN_ENV_VARS:
+        value = environ.get(name)
+        if value:
+            return name, value
+    return None
+
+
+def resolve_dsn(explicit: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The DSN to use: *explicit*, else the environment's; a clear error if neither.
+
+    The settings loader reads the environment through :func:`dsn_from_env` too, so every
+    command, the producer client and the config file agree on which variable wins.
+    """
+    if explicit:
+        return explicit
+    found = dsn_from_env(env)
+    if found is None:
+        raise UsageError(
+            "no database given: pass --dsn or set DATABASE_URL (or REPROQ_DSN, or use "
+            "--config FILE)"
+        )
+    return found[1]
 
 
 def connect(dsn: str, *, autocommit: bool = True, application_name: str = "reproq") -> Conn:

@@ -51,7 +51,7 @@ import psycopg
 import reproq
 from reproq.clock import Clock, SystemClock
 from reproq.db import Conn, first_line, redact_dsn
-from reproq.engine import completion
+from reproq.engine import bounds, completion
 from reproq.engine.attempt import (
     AllowList,
     AttemptPolicy,
@@ -118,7 +118,7 @@ class WorkerOptions:
     """
 
     queues: tuple[str, ...] = ("default",)
-    concurrency: int = 10
+    concurrency: int = bounds.DEFAULT_CONCURRENCY
     worker_id: str = field(default_factory=default_worker_id)
     executor: str = "thread"
     executor_options: Mapping[str, Any] = field(default_factory=dict)
@@ -149,8 +149,13 @@ class WorkerOptions:
         problems: list[tuple[str, str]] = []
         if not self.queues or not all(isinstance(q_, str) and q_ for q_ in self.queues):
             problems.append(("queues", "name at least one queue"))
-        if self.concurrency < 1:
-            problems.append(("concurrency", f"must be at least 1, got {self.concurrency}"))
+        if not 1 <= self.concurrency <= bounds.MAX_CONCURRENCY:
+            problems.append(
+                (
+                    "concurrency",
+                    f"must be between 1 and {bounds.MAX_CONCURRENCY}, got {self.concurrency}",
+                )
+            )
         if not self.worker_id:
             problems.append(("worker_id", "must not be empty"))
         if not any(m.strip() for m in self.allowed_task_modules):
@@ -187,9 +192,38 @@ class WorkerOptions:
                     f"connection's lane needs a slot, got {self.connections}",
                 )
             )
+        problems.extend(self._beyond_bounds())
         if problems:
             key, message = problems[0]
             raise ConfigError(message, key=key)
+
+    def _beyond_bounds(self) -> list[tuple[str, str]]:
+        """Settings larger than the worker can run (:mod:`reproq.engine.bounds`)."""
+        limits: list[tuple[str, float | None, float]] = [
+            ("connections", self.connections, bounds.MAX_CONNECTIONS),
+            ("lease_seconds", self.lease_seconds, bounds.MAX_LEASE_SECONDS),
+            ("max_payload_bytes", self.max_payload_bytes, bounds.MAX_BYTES),
+            ("max_output_bytes", self.max_output_bytes, bounds.MAX_BYTES),
+            ("max_timeout_seconds", self.max_timeout_seconds, bounds.MAX_DURATION),
+        ]
+        for key in (
+            "heartbeat_seconds",
+            "priority_aging_factor",
+            "shutdown_timeout",
+            "poll_interval",
+            "max_poll_interval",
+            "statement_timeout",
+        ):
+            limits.append((key, getattr(self, key), bounds.MAX_DURATION))
+        if math.isfinite(self.reclaim_interval_seconds):  # inf switches reclaiming off
+            limits.append(
+                ("reclaim_interval_seconds", self.reclaim_interval_seconds, bounds.MAX_DURATION)
+            )
+        return [
+            (key, f"must be at most {limit}, got {value:g}")
+            for key, value, limit in limits
+            if value is not None and not value <= limit
+        ]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -497,6 +531,10 @@ class Worker(InBackground):
         conn = self._connect()
         try:
             require_current_schema(conn)
+            # Threads and the executor first: a worker that cannot run (the machine refuses
+            # its threads) must not appear in the registry.
+            self.executor.start()
+            self._start_slots()
             register(conn, self.record)
         except psycopg.Error as exc:
             conn.close()
@@ -505,9 +543,6 @@ class Worker(InBackground):
             conn.close()
             raise
         self._conn = conn
-        self.executor.start()
-        for _ in range(self.options.concurrency):
-            self._spawn_slot()
         self._listener = Listener(
             self.dsn,
             self.options.queues,
@@ -945,13 +980,26 @@ class Worker(InBackground):
 
     # -- slots -------------------------------------------------------------------------
 
+    def _start_slots(self) -> None:
+        """One thread per slot; a clear error when the operating system refuses one."""
+        try:
+            for _ in range(self.options.concurrency):
+                self._spawn_slot()
+        except RuntimeError as exc:  # "can't start new thread": a thread or memory limit
+            raise ConfigError(
+                f"cannot start {self.options.concurrency} slot threads ({exc}) after "
+                f"{len(self._slots)}: lower it, or raise the process's thread and memory "
+                "limits",
+                key="concurrency",
+            ) from None
+
     def _spawn_slot(self) -> None:
         self._slot_seq += 1
         thread = threading.Thread(
             target=self._slot, name=f"reproq-slot-{self._slot_seq}", daemon=True
         )
-        self._slots.append(thread)
         thread.start()
+        self._slots.append(thread)
 
     def _slot(self) -> None:
         work = self._work

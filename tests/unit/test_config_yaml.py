@@ -129,7 +129,8 @@ def test_yaml_values_that_are_not_json_are_refused(tmp_path: Path) -> None:
         """,
     )
     (problem,) = check_file(path, env={})
-    assert (problem.line, problem.key) == (5, "schedules.n.args")
+    assert (problem.line, problem.key) == (5, "schedules[0].args")
+    assert "dates and times are not JSON values" in problem.message
 
 
 def test_the_top_level_must_be_a_mapping(tmp_path: Path) -> None:

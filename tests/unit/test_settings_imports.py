@@ -91,11 +91,16 @@ def test_no_import_circle_touches_the_settings_path() -> None:
     assert touching == []
 
 
+# The modules that build settings and run them (the command groups of cli/ are not).
+SETTINGS_MODULES = ("reproq.config", "reproq.runtime", "reproq.db", "reproq.cli._common")
+SETTINGS_MODULES += ("reproq.cli.worker", "reproq.cli.beat", "reproq.cli.up", "reproq.cli.config")
+
+
 def test_modules_of_the_settings_path_stay_under_600_lines() -> None:
     long = {
         name: count
         for name, path in _modules().items()
-        if any(name == c or name.startswith(c + ".") for c in CHECKED)
+        if any(name == c or name.startswith(c + ".") for c in SETTINGS_MODULES)
         and (count := len(path.read_text(encoding="utf-8").splitlines())) >= 600
     }
     assert long == {}
