@@ -6,7 +6,10 @@ import sys
 
 
 def how_run() -> dict[str, str]:
-    """The module run as ``__main__`` and the interpreter of the process running the task."""
+    """The module run as ``__main__`` and the interpreter of the process running the task
+    (also said on stderr, so the attempt has output to log)."""
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)
-    return {"main": spec.name if spec is not None else "", "python": sys.executable}
+    found = {"main": spec.name if spec is not None else "", "python": sys.executable}
+    print(f"how_run: {found}", file=sys.stderr)
+    return found
