@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,18 +43,47 @@ DJANGO_ENV = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
 # `manage.py reproq worker` without a config file: --dsn, --concurrency and --queues are
 # always passed; --allowed-task-modules is computed from the project's tasks unless
 # ALLOWED_TASK_MODULES is set in the environment.
-WORKER_DEFAULT = ["worker", "--dsn", "{dsn}", "--concurrency", "10", "--queues", "default",
-                  "--allowed-task-modules", "tests.tasks."]
-WORKER_ENV_ALLOW_LIST = ["worker", "--dsn", "{dsn}", "--concurrency", "10", "--queues",
-                         "default"]
-WORKER_ALL_FLAGS = ["worker", "--dsn", "{dsn}", "--concurrency", "10", "--queues", "default",
-                    "--allowed-task-modules", "tests.tasks.", "--logs-dir", "{logs}",
-                    "--payload-mode", "file"]
+WORKER_DEFAULT = [
+    "worker",
+    "--dsn",
+    "{dsn}",
+    "--concurrency",
+    "10",
+    "--queues",
+    "default",
+    "--allowed-task-modules",
+    "tests.tasks.",
+]
+WORKER_ENV_ALLOW_LIST = ["worker", "--dsn", "{dsn}", "--concurrency", "10", "--queues", "default"]
+WORKER_ALL_FLAGS = [
+    "worker",
+    "--dsn",
+    "{dsn}",
+    "--concurrency",
+    "10",
+    "--queues",
+    "default",
+    "--allowed-task-modules",
+    "tests.tasks.",
+    "--logs-dir",
+    "{logs}",
+    "--payload-mode",
+    "file",
+]
 # With a config file (--config, $REPROQ_CONFIG or reproq.yaml found in the project): only
 # --config, plus the flags given on manage.py's own command line.
 WORKER_CONFIG = ["worker", "--config", "{config}"]
-WORKER_CONFIG_FLAGS = ["worker", "--config", "{config}", "--concurrency", "4", "--queues",
-                       "default", "--payload-mode", "stdin"]
+WORKER_CONFIG_FLAGS = [
+    "worker",
+    "--config",
+    "{config}",
+    "--concurrency",
+    "4",
+    "--queues",
+    "default",
+    "--payload-mode",
+    "stdin",
+]
 BEAT_DEFAULT = ["beat", "--dsn", "{dsn}", "--interval", "30s", "--once"]
 BEAT_CONFIG = ["beat", "--config", "{config}", "--once"]
 VERSION = ["--version"]  # run_check and run_doctor
@@ -190,9 +222,7 @@ def test_the_default_worker_command_runs_tasks_through_reproq_django_executor(
     assert "DJANGO_SETTINGS_MODULE" in err
 
 
-def test_the_allow_list_from_the_environment_is_used(
-    dsn: str, conn: Conn, tmp_path: Path
-) -> None:
+def test_the_allow_list_from_the_environment_is_used(dsn: str, conn: Conn, tmp_path: Path) -> None:
     env = _env({**DJANGO_ENV, "ALLOWED_TASK_MODULES": "tests.tasks."})
     returned, _ = _run_worker_until_a_task_ran(
         conn, _argv(WORKER_ENV_ALLOW_LIST, dsn=dsn), env, tmp_path
@@ -200,9 +230,7 @@ def test_the_allow_list_from_the_environment_is_used(
     assert returned["main"] == "reproq_django.executor"
 
 
-def test_logs_dir_and_payload_mode_flags_take_effect(
-    dsn: str, conn: Conn, tmp_path: Path
-) -> None:
+def test_logs_dir_and_payload_mode_flags_take_effect(dsn: str, conn: Conn, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     returned, _ = _run_worker_until_a_task_ran(
         conn, _argv(WORKER_ALL_FLAGS, dsn=dsn, logs=str(logs)), _env(DJANGO_ENV), tmp_path
@@ -227,14 +255,18 @@ def test_without_django_the_default_command_runs_tasks_in_threads(
     ids=["yaml", "toml"],
 )
 @pytest.mark.parametrize("vector", [WORKER_CONFIG, WORKER_CONFIG_FLAGS], ids=["config", "flags"])
-def test_a_go_shaped_config_file_runs_the_worker(
+def test_a_go_shaped_config_file_runs_the_worker(  # noqa: PLR0917 - fixtures and parameters
     dsn: str, conn: Conn, tmp_path: Path, template: str, name: str, vector: list[str]
 ) -> None:
     worker_id = f"go-shaped-{name}-{len(vector)}"
     config = tmp_path / name
     config.write_text(template.format(dsn=dsn, worker_id=worker_id, python=sys.executable))
     check = subprocess.run(
-        _argv(["config", "check", str(config)]), env=_env({}), capture_output=True, text=True
+        _argv(["config", "check", str(config)]),
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert check.returncode == 0, check.stderr
     returned, _ = _run_worker_until_a_task_ran(
@@ -263,6 +295,7 @@ def test_the_beat_command_lines_run_one_tick(
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "enqueued 1"
@@ -271,3 +304,73 @@ def test_the_beat_command_lines_run_one_tick(
             "SELECT count(*) AS n FROM task_runs WHERE task_path = 'tests.tasks.sample.noop'"
         ).fetchone()
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_metrics_flags_serve_health_and_metrics_from_the_worker(
+    dsn: str, conn: Conn, tmp_path: Path
+) -> None:
+    port = _free_port()
+    vector = [
+        *WORKER_DEFAULT,
+        "--metrics-addr",
+        f"127.0.0.1:{port}",
+        "--metrics-auth-token",
+        "s3cret",
+        "--metrics-allow-cidrs",
+        "127.0.0.1/32",
+    ]
+    proc = subprocess.Popen(
+        _argv(vector, dsn=dsn),
+        cwd=tmp_path,
+        env=_env({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+    def get(path: str, token: str | None) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    try:
+        wait_until(lambda: get("/healthz", "s3cret") == 200, 30)
+        assert get("/metrics", "s3cret") == 200
+        assert get("/healthz", None) == 401
+    finally:
+        code, err = stop_process(proc, signal.SIGTERM)
+    assert code == 0, err
+
+
+def test_a_metrics_setting_reproq_does_not_serve_is_refused_not_ignored(
+    dsn: str, tmp_path: Path
+) -> None:
+    vector = [*WORKER_DEFAULT, "--metrics-addr", "127.0.0.1:0", "--metrics-tls-cert", "c.pem"]
+    proc = subprocess.run(
+        _argv(vector, dsn=dsn),
+        cwd=tmp_path,
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("reproq: error: metrics.tls_cert: not supported: ")
+    )
+    assert "(from --metrics-tls-cert)" in proc.stderr

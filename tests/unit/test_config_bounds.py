@@ -29,14 +29,21 @@ def _problems(tmp_path: Path, text: str) -> list[tuple[int | None, str | None, s
 @pytest.mark.parametrize(
     ("text", "line", "key", "limit"),
     [
-        ("[[pools]]\nname='a'\nqueues=['q']\nconcurrency = 10000000000\n", 4,
-         "pools[0].concurrency", MAX_CONCURRENCY),
+        (
+            "[[pools]]\nname='a'\nqueues=['q']\nconcurrency = 10000000000\n",
+            4,
+            "pools[0].concurrency",
+            MAX_CONCURRENCY,
+        ),
         ("[worker]\nconcurrency = 100000\n", 2, "worker.concurrency", MAX_CONCURRENCY),
-        ("[worker]\nconcurrency = 100\nconnections = 100000\n", 3, "worker.connections",
-         MAX_CONNECTIONS),
+        (
+            "[worker]\nconcurrency = 100\nconnections = 100000\n",
+            3,
+            "worker.connections",
+            MAX_CONNECTIONS,
+        ),
         ("[worker]\nlease_seconds = 1e13\n", 2, "worker.lease_seconds", MAX_LEASE_SECONDS),
-        ("[database]\npool_size = 9223372036854775807\n", 2, "database.pool_size",
-         MAX_POOL_SIZE),
+        ("[database]\npool_size = 9223372036854775807\n", 2, "database.pool_size", MAX_POOL_SIZE),
         ("[worker]\nshutdown_timeout = 1e12\n", 2, "worker.shutdown_timeout", MAX_DURATION),
         ("[worker]\nmax_payload_bytes = 99999999999\n", 2, "worker.max_payload_bytes", MAX_BYTES),
         ("[beat]\ntick = '999999d'\n", 2, "beat.tick", MAX_DURATION),

@@ -112,9 +112,7 @@ def test_a_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
 
 def test_a_duplicate_key_is_an_error_not_a_silent_override(tmp_path: Path) -> None:
     path = _write(tmp_path, "worker:\n  concurrency: 3\n  concurrency: 4\n")
-    assert _problems(path) == [
-        f"{path}:3: worker.concurrency: duplicate key (first at line 2)"
-    ]
+    assert _problems(path) == [f"{path}:3: worker.concurrency: duplicate key (first at line 2)"]
 
 
 def test_yaml_values_that_are_not_json_are_refused(tmp_path: Path) -> None:
@@ -215,5 +213,3 @@ def test_an_unknown_go_shaped_key_still_names_file_line_and_key(tmp_path: Path) 
     (problem,) = _problems(path)
     assert problem.startswith(f"{path}:3: worker.max_attempts_defualt: unknown key")
     assert "did you mean 'max_attempts_default'?" in problem
-
-

@@ -74,7 +74,10 @@ def test_the_environment_applies_without_a_config_file(monkeypatch: pytest.Monke
     monkeypatch.setenv("REPROQ_CONCURRENCY", "3")
     options = options_from_args(_args("--allowed-task-modules", "app."))
     assert (options.lease_seconds, options.concurrency) == (150, 3)
-    assert options_from_args(_args("--allowed-task-modules", "app.", "--concurrency", "4")).concurrency == 4
+    assert (
+        options_from_args(_args("--allowed-task-modules", "app.", "--concurrency", "4")).concurrency
+        == 4
+    )
 
 
 def test_the_go_workers_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,9 +124,7 @@ def test_a_django_project_runs_tasks_through_reproq_django_executor(
     _django_project(tmp_path, monkeypatch)
     settings, pool = worker_settings(_args("--allowed-task-modules", "myapp."))
     assert pool.executor is ExecutorKind.SUBPROCESS
-    assert pool.options == SubprocessOptions(
-        python=sys.executable, module="reproq_django.executor"
-    )
+    assert pool.options == SubprocessOptions(python=sys.executable, module="reproq_django.executor")
     assert settings.source_of("pools.default.executor") == "env:DJANGO_SETTINGS_MODULE"
     options = options_from_args(_args("--allowed-task-modules", "myapp."))
     assert options.executor == "subprocess"
