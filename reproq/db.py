@@ -1,4 +1,5 @@
-"""Connections: DSN resolution, a link that notices a dead or frozen server, clear errors."""
+"""Connections: the one DSN resolver, DSN redaction, connections that notice a dead or
+frozen server, and driver failures turned into clear errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
@@ -128,12 +129,36 @@ def _spilled_fragments(dsn: str) -> list[str]:
     return sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True)
 
 
-def resolve_dsn(explicit: str | None) -> str:
-    """The DSN to use: the explicit one, else ``$DATABASE_URL``; a clear error if neither."""
-    dsn = explicit or os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise UsageError("no database given: pass --dsn or set DATABASE_URL (or use --config FILE)")
-    return dsn
+DSN_ENV_VARS = ("REPROQ_DSN", "DATABASE_URL")
+"""Environment variables that name the database, strongest first (``DATABASE_URL`` is the
+Go worker's and the seed's name). Empty variables count as unset."""
+
+
+def dsn_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """``(variable, DSN)`` of the first :data:`DSN_ENV_VARS` set in *env* (``os.environ``)."""
+    environ = os.environ if env is None else env
+    for name in DSN_ENV_VARS:
+        value = environ.get(name)
+        if value:
+            return name, value
+    return None
+
+
+def resolve_dsn(explicit: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The DSN to use: *explicit*, else the environment's; a clear error if neither.
+
+    The settings loader reads the environment through :func:`dsn_from_env` too, so every
+    command, the producer client and the config file agree on which variable wins.
+    """
+    if explicit:
+        return explicit
+    found = dsn_from_env(env)
+    if found is None:
+        raise UsageError(
+            "no database given: pass --dsn or set DATABASE_URL (or REPROQ_DSN, or use "
+            "--config FILE)"
+        )
+    return found[1]
 
 
 def connect(

@@ -44,11 +44,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _version_line() -> str:
+    from reproq import __version__
+
+    return f"reproq {__version__}"
+
+
+def _print_version(args: argparse.Namespace) -> int:
+    print(_version_line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every available command registered."""
     parser = _Parser(prog="reproq", description="PostgreSQL-backed background task runner.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # `reproq --version` and `reproq version` (the Go worker's spellings, which
+    # reproq-django's check and doctor run).
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("version", help="print the version").set_defaults(func=_print_version)
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -1,31 +1,68 @@
-"""Arguments and helpers shared by the command modules."""
+"""Arguments and helpers shared by the command modules.
+
+Every command that takes ``--config``/``--dsn`` builds its settings through the one
+loader (:func:`reproq.config.load_settings`): flags are its ``overrides``, so defaults <
+file < environment < flags holds the same way everywhere.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from reproq.config import Flag, Settings, load_settings, resolve_config_path
 from reproq.db import resolve_dsn
+from reproq.errors import ConfigError
 
 
 def add_dsn_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dsn`` (default ``$DATABASE_URL``) and ``--config FILE`` (default ``$REPROQ_CONFIG``)."""
-    parser.add_argument("--dsn", help="PostgreSQL DSN (default: $DATABASE_URL)")
+    """``--dsn`` and ``--config FILE`` (default ``$REPROQ_CONFIG``, else ``reproq.yaml`` …)."""
     parser.add_argument(
-        "--config", metavar="FILE", help="reproq TOML config to take the database from"
+        "--dsn", help="PostgreSQL DSN (default: $REPROQ_DSN, $DATABASE_URL, the config's)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="reproq config, TOML or YAML (default: $REPROQ_CONFIG, else reproq.yaml, "
+        "reproq.yml or reproq.toml in the working directory)",
     )
 
 
-def dsn_from_args(args: argparse.Namespace) -> str:
-    """The DSN a command should use: --dsn, else $DATABASE_URL, else the config file's."""
-    explicit: str | None = getattr(args, "dsn", None)
-    if explicit:
-        return explicit
-    from reproq.config import dsn_for_command
+def command_settings(
+    args: argparse.Namespace, overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """The command's settings: defaults < its config file < the environment < its flags."""
+    path = resolve_config_path(getattr(args, "config", None))
+    flags: dict[str, object] = {"database.dsn": Flag(getattr(args, "dsn", None), "--dsn")}
+    flags.update(overrides or {})
+    return load_settings(path, overrides=flags)
 
-    found = dsn_for_command(getattr(args, "config", None))
-    return found if found is not None else resolve_dsn(None)
+
+def database_dsn(settings: Settings) -> str:
+    """The DSN *settings* name (flag, environment or file); without one, that of the
+    config's embedded PostgreSQL while ``reproq up`` runs it; else a clear error."""
+    if settings.database.dsn:
+        return settings.database.dsn
+    path = settings.source_file
+    if path is None:
+        return resolve_dsn(None)  # says where a DSN can come from
+    from reproq.pg.cluster import attach_dsn
+
+    data_dir = settings.database.embedded_data_dir
+    dsn = attach_dsn(data_dir)
+    if dsn is None:
+        raise ConfigError(
+            f"{path} has no database.dsn and its embedded PostgreSQL ({data_dir}) is not "
+            f"running; start it with `reproq up {path}` or pass --dsn"
+        )
+    return dsn
+
+
+def dsn_from_args(args: argparse.Namespace) -> str:
+    """The DSN a command should use (see :func:`command_settings`, :func:`database_dsn`)."""
+    return database_dsn(command_settings(args))
 
 
 def print_json(value: Any) -> None:

@@ -1,4 +1,9 @@
-"""``reproq beat``: run the periodic-task scheduler on its own (seed-compatible)."""
+"""``reproq beat``: run the periodic-task scheduler on its own (seed-compatible).
+
+Its settings come from the one loader like every command's: the interval is the config's
+``beat.tick`` (the Go worker's ``beat.interval``) unless ``--interval`` is given; when
+neither says, 30 seconds, the Go worker's default.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,14 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from reproq.cli._common import add_dsn_arguments, dsn_from_args
-from reproq.durations import parse_duration
-from reproq.errors import UsageError
+from reproq.cli._common import add_dsn_arguments, command_settings, database_dsn
+from reproq.config import Flag
 
 if TYPE_CHECKING:
     from reproq.schedule.beat import Beat
 
-DEFAULT_INTERVAL = "30s"
+DEFAULT_INTERVAL = 30.0
+"""Seconds between ticks when neither the flag nor the config sets one."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dsn_arguments(parser)
     parser.add_argument(
         "--interval",
-        default=DEFAULT_INTERVAL,
         metavar="DURATION",
-        help=f"time between ticks, e.g. 30s, 1m, 500ms (default: {DEFAULT_INTERVAL})",
+        help="time between ticks, e.g. 30s, 1m, 500ms (default: the config's beat.tick, "
+        f"else {DEFAULT_INTERVAL:g}s)",
     )
     parser.add_argument(
         "--once",
@@ -50,10 +55,10 @@ def handle(args: argparse.Namespace) -> int:
     from reproq.pg.migrations import require_current_schema
     from reproq.schedule.beat import Beat
 
-    interval = parse_duration(args.interval, key="--interval")
-    if interval <= 0:
-        raise UsageError("--interval must be greater than zero")
-    dsn = dsn_from_args(args)
+    settings = command_settings(args, {"beat.tick": Flag(args.interval, "--interval")})
+    configured = settings.source_of("beat.tick") != "default"
+    interval = settings.beat.tick if configured else DEFAULT_INTERVAL
+    dsn = database_dsn(settings)
     with connection(dsn, application_name="reproq-beat") as conn:
         require_current_schema(conn)
     beat = Beat(dsn, tick=interval, name=args.name)

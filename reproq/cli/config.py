@@ -1,4 +1,4 @@
-"""``reproq config check|show|init``: validate, explain and start a TOML config file."""
+"""``reproq config check|show|init``: validate, explain and start a config file (TOML or YAML)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``config`` command group."""
     parser = subparsers.add_parser(
         "config",
-        help="check, show or create a reproq TOML config",
-        description="Check, show or create a reproq TOML config (see docs/configuration.md).",
+        help="check, show or create a reproq config (TOML or YAML)",
+        description=(
+            "Check, show or create a reproq config, TOML or YAML (see docs/configuration.md)."
+        ),
     )
     commands = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 

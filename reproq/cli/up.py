@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reproq.config import Flag
+
 logger = logging.getLogger("reproq.up")
 
 
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``up`` command."""
     parser = subparsers.add_parser(
         "up",
-        help="run worker pools, beat and metrics as declared in a TOML config",
+        help="run worker pools, beat and metrics as declared in a config file",
         description=(
             "Apply migrations, sync the config's queues, limits and schedules into the "
             "database, then run one worker per [[pools]] entry, the beat and the metrics "
@@ -30,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "config_file",
         nargs="?",
         metavar="CONFIG",
-        help="TOML config (default: $REPROQ_CONFIG, else built-in defaults)",
+        help="config file, TOML or YAML (default: $REPROQ_CONFIG, else reproq.yaml, "
+        "reproq.yml or reproq.toml in the working directory, else built-in defaults)",
     )
     parser.add_argument("--config", metavar="FILE", help="same as CONFIG")
     parser.add_argument("--dsn", help="PostgreSQL DSN (overrides the config and environment)")
@@ -42,7 +45,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--worker-id", help="base worker id (pools append -<pool name>)")
     parser.add_argument(
         "--concurrency",
-        type=int,
         metavar="N",
         help="slots of the pool (only for a config with a single pool)",
     )
@@ -64,20 +66,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line flags as dotted setting keys (None: not given)."""
-    overrides: dict[str, Any] = {
-        "database.dsn": args.dsn,
-        "worker.worker_id": args.worker_id,
-        "worker.concurrency": args.concurrency,
-        # Text values are parsed like environment variables ("a,b", "30s").
-        "worker.queues": args.queues,
-        "worker.shutdown_timeout": args.shutdown_timeout,
-        "beat.enabled": False if args.no_beat else None,
-        "metrics.addr": args.metrics_addr,
-        "metrics.enabled": False if args.no_metrics else (True if args.metrics_addr else None),
-        "logging.level": args.log_level,
-        "logging.json": args.log_json,
+    # Text values are parsed like environment variables ("a,b", "30s").
+    return {
+        "database.dsn": Flag(args.dsn, "--dsn"),
+        "worker.worker_id": Flag(args.worker_id, "--worker-id"),
+        "worker.concurrency": Flag(args.concurrency, "--concurrency"),
+        "worker.queues": Flag(args.queues, "--queues"),
+        "worker.shutdown_timeout": Flag(args.shutdown_timeout, "--shutdown-timeout"),
+        "beat.enabled": Flag(False if args.no_beat else None, "--no-beat"),
+        "metrics.addr": Flag(args.metrics_addr, "--metrics-addr"),
+        "metrics.enabled": Flag(
+            False if args.no_metrics else (True if args.metrics_addr else None), "--no-metrics"
+        ),
+        "logging.level": Flag(args.log_level, "--log-level"),
+        "logging.json": Flag(args.log_json, "--log-json"),
     }
-    return {key: value for key, value in overrides.items() if value is not None}
 
 
 def handle(args: argparse.Namespace) -> int:

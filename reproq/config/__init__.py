@@ -1,8 +1,18 @@
 """Settings: one frozen, typed object per process (defaults < file < env < flags).
 
-The public names live in :mod:`reproq.config.settings`; they are re-exported here.
+The model lives in :mod:`reproq.config.settings`, loading in :mod:`reproq.config.load`
+(reading the layers: :mod:`reproq.config.layers`, :mod:`reproq.config.document`) and
+rendering in :mod:`reproq.config.show`; the public names are re-exported here.
 """
 
+from reproq.config.layers import Flag
+from reproq.config.load import (
+    CONFIG_FILE_NAMES,
+    check_file,
+    django_project,
+    load_settings,
+    resolve_config_path,
+)
 from reproq.config.settings import (
     ENV_VARS,
     BeatSettings,
@@ -23,20 +33,17 @@ from reproq.config.settings import (
     SubprocessOptions,
     ThreadOptions,
     WorkerSettings,
-    check_file,
     default_data_dir,
-    dsn_for_command,
-    load_settings,
-    resolve_config_path,
-    show_settings,
-    starter_config,
 )
+from reproq.config.show import show_settings, starter_config
 
 __all__ = [
+    "CONFIG_FILE_NAMES",
     "ENV_VARS",
     "BeatSettings",
     "DatabaseSettings",
     "ExecutorKind",
+    "Flag",
     "LoggingSettings",
     "MetricsSettings",
     "MisfirePolicy",
@@ -54,7 +61,7 @@ __all__ = [
     "WorkerSettings",
     "check_file",
     "default_data_dir",
-    "dsn_for_command",
+    "django_project",
     "load_settings",
     "resolve_config_path",
     "show_settings",

@@ -1,38 +1,36 @@
-"""Building :class:`~reproq.config.settings.Settings` from a TOML file, the environment and flags.
+"""Building :class:`~reproq.config.settings.Settings` from a config file, the environment
+and flags: the one settings path of every command.
 
-The loader never stops at the first problem: each bad value is reported (file, dotted
-key, line) and left at its default so the rest can still be checked, which is what
-``reproq config check`` needs. Upstream's flat ``reproq.example.toml`` keys are read by
-the same walk and mapped onto the model, keeping their own location for errors.
+:class:`~reproq.config.layers.Layers` reads the raw values of each layer; the builder
+here checks them against the schema and assembles the settings, reporting each bad value
+(file, dotted key, line) and leaving it at its default so the rest can still be checked,
+which is what ``reproq config check`` needs. Upstream's flat keys (the Go worker's TOML and
+YAML files) are read by the same walk and mapped onto the model, keeping their own
+location for errors.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
+import importlib.util
+import os
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
+from reproq.config.layers import Cell, Entry, Layers
 from reproq.config.schema import (
-    ALIASES,
-    LIMIT_KEY,
     LIMIT_KEYS,
-    MERGE_MAX,
     OPTION_SHORTHAND,
     OPTIONS,
     POOL_KEYS,
-    POOL_OVERRIDE,
     QUEUE_KEYS,
     SCALARS,
     SCHEDULE_KEYS,
     SHORTHAND,
-    TOP_KEYS,
-    Coerce,
+    SUBPROCESS_SHORTHAND,
     Invalid,
-    Note,
     check_cron,
     default_burst,
     describe,
@@ -40,7 +38,6 @@ from reproq.config.schema import (
     string,
 )
 from reproq.config.settings import (
-    ENV_VARS,
     BeatSettings,
     DatabaseSettings,
     ExecutorKind,
@@ -52,264 +49,112 @@ from reproq.config.settings import (
     RateLimitSettings,
     ScheduleSettings,
     Settings,
+    SubprocessOptions,
     WorkerSettings,
 )
-from reproq.config.text import KeyLocator, KeyPath, dotted_key, interpolate_tree
+from reproq.config.text import KeyPath, dotted_key
+from reproq.engine.bounds import DEFAULT_CONCURRENCY
 from reproq.errors import ConfigError
 
+__all__ = ["CONFIG_FILE_NAMES", "check_file", "load", "load_settings", "resolve_config_path"]
 
-@dataclass(slots=True)
-class _Cell:
-    """One raw value and where it came from."""
+CONFIG_FILE_NAMES = (
+    "reproq.yaml",
+    "reproq.yml",
+    "reproq.toml",
+    ".reproq.yaml",
+    ".reproq.yml",
+    ".reproq.toml",
+)
+"""Files a command reads from the working directory when it is given no config (the Go
+worker's names, in its order)."""
 
-    raw: object
-    source: str  # "file:<path>", "env:<NAME>" or "flag:--<name>"
-    path: KeyPath | None = None  # location in the file, for file values
-    text: bool = False  # an environment string, to be parsed rather than type-checked
+DJANGO_EXECUTOR_MODULE = SubprocessOptions().module
+"""reproq-django's side of the executor contract."""
+
+
+def load_settings(
+    path: Path | str | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """The effective :class:`Settings`: defaults < file *path* < *env* < *overrides*.
+
+    *env* defaults to ``os.environ``. *overrides* maps dotted keys to values from
+    command-line flags (``{"worker.lease_seconds": 30, "database.dsn": "..."}``, also
+    ``"worker.concurrency"``/``"worker.queues"`` for a one-pool config and
+    ``"pools.NAME.concurrency"``), each a plain value or a
+    :class:`~reproq.config.layers.Flag` naming its flag; None and empty values are
+    skipped, so unset flags can be passed as they are. Raises :class:`ConfigError` (the
+    first problem, with a count of the rest).
+    """
+    settings, problems = load(
+        Path(path) if path is not None else None,
+        env=os.environ if env is None else env,
+        overrides=overrides or {},
+    )
+    if problems:
+        first = problems[0]
+        if len(problems) > 1:
+            more = len(problems) - 1
+            hint = f" (and {more} more problem{'s' if more > 1 else ''}"
+            hint += f"; run `reproq config check {path}`)" if path is not None else ")"
+            raise ConfigError(first.message + hint, file=first.file, key=first.key, line=first.line)
+        raise first
+    assert settings is not None
+    return settings
+
+
+def check_file(path: Path | str, *, env: Mapping[str, str] | None = None) -> list[ConfigError]:
+    """Every problem of config file *path* (empty when it is valid), in file order."""
+    _, problems = load(Path(path), env=os.environ if env is None else env, overrides={})
+    return problems
+
+
+def resolve_config_path(
+    explicit: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    directory: Path | None = None,
+) -> Path | None:
+    """The config file to use: *explicit*, else ``$REPROQ_CONFIG``, else the first of
+    :data:`CONFIG_FILE_NAMES` in *directory* (the working directory), else None."""
+    if explicit:
+        return Path(explicit)
+    value = (os.environ if env is None else env).get("REPROQ_CONFIG")
+    if value:
+        return Path(value)
+    folder = directory if directory is not None else Path.cwd()
+    for name in CONFIG_FILE_NAMES:
+        candidate = folder / name
+        if candidate.is_file():
+            return Path(name) if directory is None else candidate
+    return None
 
 
 def load(
     path: Path | None, *, env: Mapping[str, str], overrides: Mapping[str, object]
 ) -> tuple[Settings | None, list[ConfigError]]:
     """Settings from *path* (if any), *env* and *overrides*, or None and every problem."""
-    loader = _Loader(path, env)
-    loader.read_file()
-    loader.read_env()
-    loader.read_overrides(overrides)
-    settings = loader.build()
-    problems = loader.sorted_problems()
+    builder = _Builder(path, env)
+    builder.read_file()
+    builder.read_env()
+    builder.read_overrides(overrides)
+    settings = builder.build()
+    problems = builder.sorted_problems()
     return (None if problems else settings), problems
 
 
-@dataclass(slots=True)
-class _Entry:
-    """One table of an array ([[pools]], [[schedules]]) or of a map ([queues.NAME])."""
+def django_project(env: Mapping[str, str]) -> bool:
+    """Whether tasks are a Django project's: its settings module is named in *env* and
+    reproq-django, whose executor runs them, is importable."""
+    return bool(env.get("DJANGO_SETTINGS_MODULE")) and (
+        importlib.util.find_spec("reproq_django") is not None
+    )
 
-    path: KeyPath
-    cells: dict[str, _Cell]
 
-
-class _Loader:
-    def __init__(self, path: Path | None, env: Mapping[str, str]) -> None:
-        self.path = path
-        self.env = env
-        self.label = str(path) if path is not None else ""
-        self.file_source = f"file:{path}"
-        self.locator = KeyLocator("")
-        self.problems: list[ConfigError] = []
-        self.unresolved: set[KeyPath] = set()  # values with a missing ${VAR}, already reported
-        self.warnings: list[str] = []
-        self.cells: dict[str, _Cell] = {}
-        self.sources: dict[str, str] = {}
-        self.pools: list[_Entry] | None = None  # None: the file has no [[pools]]
-        self.pool_overrides: dict[str, dict[str, _Cell]] = {}
-        self.queues: dict[str, _Entry] = {}
-        self.limits: dict[str, _Entry] = {}
-        self.schedules: list[_Entry] = []
-
-    # -- reporting
-
-    def fail_at(self, path: KeyPath, message: str) -> None:
-        self.problems.append(
-            ConfigError(
-                message, file=self.label, key=dotted_key(path), line=self.locator.line_of(path)
-            )
-        )
-
-    def fail(self, key: str, cell: _Cell, message: str) -> None:
-        if cell.path is not None:
-            if cell.path not in self.unresolved:
-                self.fail_at(cell.path, message)
-            return
-        kind, _, name = cell.source.partition(":")
-        origin = f"${name}" if kind == "env" else name
-        self.problems.append(ConfigError(f"{message} (from {origin})", key=key))
-
-    def warn_at(self, path: KeyPath, message: str) -> None:
-        self.warnings.append(
-            str(
-                ConfigError(
-                    message, file=self.label, key=dotted_key(path), line=self.locator.line_of(path)
-                )
-            )
-        )
-
-    def sorted_problems(self) -> list[ConfigError]:
-        return sorted(self.problems, key=lambda e: (e.line is None, e.line or 0))
-
-    # -- layer 1: the file
-
-    def read_file(self) -> None:
-        if self.path is None:
-            return
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problems.append(ConfigError(f"cannot read config file: {reason}", file=self.label))
-            return
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            message = str(exc)
-            found = re.search(r"\(at line (\d+), column \d+\)", message)
-            line = int(found.group(1)) if found else None
-            message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-            self.problems.append(
-                ConfigError(f"invalid TOML: {message}", file=self.label, line=line)
-            )
-            return
-        self.locator = KeyLocator(text)
-
-        def missing(path: KeyPath, name: str) -> None:
-            self.unresolved.add(path)
-            self.fail_at(
-                path,
-                f"environment variable {name} is not set "
-                f"(write ${{{name}:-default}} to give a default)",
-            )
-
-        doc = cast(dict[str, Any], interpolate_tree(doc, self.env, (), missing))
-        for key, value in doc.items():
-            path: KeyPath = (key,)
-            if key == "dsn":
-                self.put_file("database.dsn", value, path)
-            elif key in SCALARS:
-                if self.expect_table(value, path):
-                    self.read_section(key, value)
-            elif key == "pools":
-                self.pools = self.read_array(value, path, "[[pools]]")
-            elif key == "schedules":
-                self.schedules = self.read_array(value, path, "[[schedules]]")
-            elif key in ("queues", "limits"):
-                if self.expect_table(value, path):
-                    self.read_named(key, value)
-            else:
-                what = "unknown table" if isinstance(value, dict | list) else "unknown key"
-                self.fail_at(path, what + did_you_mean(key, TOP_KEYS))
-
-    def expect_table(self, value: object, path: KeyPath) -> bool:
-        if isinstance(value, dict):
-            return True
-        self.fail_at(path, f"expected a table ([{dotted_key(path)}]), got {describe(value)}")
-        return False
-
-    def read_section(self, section: str, table: dict[str, Any]) -> None:
-        specs = SCALARS[section]
-        aliases = ALIASES.get(section, {})
-        for key, value in table.items():
-            path: KeyPath = (section, key)
-            alias = aliases.get(key)
-            if key in specs:
-                self.put_file(f"{section}.{key}", value, path)
-            elif isinstance(alias, str):
-                self.put_file(alias, value, path)
-            elif isinstance(alias, Note):
-                if alias.unsupported and value not in ("", None):
-                    self.fail_at(path, f"not supported: {alias.reason}")
-                elif not alias.unsupported:
-                    self.warn_at(path, f"accepted for compatibility and ignored: {alias.reason}")
-            else:
-                self.fail_at(path, "unknown key" + did_you_mean(key, [*specs, *aliases]))
-
-    def put_file(self, key: str, value: object, path: KeyPath) -> None:
-        """Record a file value, refusing two different values for one setting."""
-        cell = _Cell(value, self.file_source, path)
-        old = self.cells.get(key)
-        if old is None or old.raw in ("", None):
-            self.cells[key] = cell
-            return
-        if value in ("", None) or value == old.raw:
-            return
-        if key in MERGE_MAX and isinstance(value, int) and isinstance(old.raw, int):
-            if value > old.raw:
-                self.cells[key] = cell
-            return
-        assert old.path is not None
-        where = self.locator.line_of(old.path)
-        self.fail_at(
-            path,
-            f"conflicts with {dotted_key(old.path)} (line {where}): both set {key}; keep one",
-        )
-
-    def read_array(self, value: object, path: KeyPath, header: str) -> list[_Entry]:
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            self.fail_at(path, f"expected an array of tables ({header}), got {describe(value)}")
-            return []
-        return [
-            _Entry(
-                (*path, index),
-                {k: _Cell(v, self.file_source, (*path, index, k)) for k, v in item.items()},
-            )
-            for index, item in enumerate(value)
-        ]
-
-    def read_named(self, kind: str, table: dict[str, Any]) -> None:
-        for name, value in table.items():
-            path: KeyPath = (kind, name)
-            if kind == "limits":
-                if not LIMIT_KEY.match(name):
-                    self.fail_at(
-                        path,
-                        f"invalid rate-limit key {name!r}: expected 'global', "
-                        "'task:<module.function>' or 'queue:<name>'",
-                    )
-                    continue
-                if not isinstance(value, dict):
-                    # `"task:x" = 5` is short for `"task:x" = { rate = 5 }`.
-                    self.limits[name] = _Entry(path, {"rate": _Cell(value, self.file_source, path)})
-                    continue
-            elif not isinstance(value, dict):
-                self.fail_at(path, f"expected a table ([queues.{name}]), got {describe(value)}")
-                continue
-            cells = {k: _Cell(v, self.file_source, (*path, k)) for k, v in value.items()}
-            (self.limits if kind == "limits" else self.queues)[name] = _Entry(path, cells)
-
-    # -- layer 2: the environment
-
-    def read_env(self) -> None:
-        for name, key in ENV_VARS.items():
-            value = self.env.get(name)
-            if value:
-                self.cells[key] = _Cell(value, f"env:{name}", text=True)
-
-    # -- layer 3: flags
-
-    def read_overrides(self, overrides: Mapping[str, object]) -> None:
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            flag = "flag:--" + key.rsplit(".", 1)[-1].replace("_", "-")
-            # A flag left as text ("20", "a,b") is parsed like an environment value.
-            cell = _Cell(value, flag, text=isinstance(value, str))
-            section, _, name = key.partition(".")
-            pool = POOL_OVERRIDE.match(key)
-            if pool:
-                self.pool_overrides.setdefault(pool.group(1), {})[pool.group(2)] = cell
-            elif section in SCALARS and name in SCALARS[section]:
-                self.cells[key] = cell
-            else:
-                known = [f"{s}.{k}" for s, specs in SCALARS.items() for k in specs]
-                self.problems.append(
-                    ConfigError("unknown setting" + did_you_mean(key, known), key=key)
-                )
-
-    # -- building
-
-    def value(self, key: str, spec: Coerce, cell: _Cell | None) -> object:
-        """The checked value of *cell*, or MISSING when absent or invalid (reported)."""
-        if cell is None:
-            return MISSING
-        try:
-            value = spec(cell.raw, cell.text)
-        except Invalid as exc:
-            self.fail(key, cell, exc.message)
-            return MISSING
-        if isinstance(value, Path) and cell.path is not None and self.path is not None:
-            # Paths in a file are relative to the file, like every other tool's config.
-            value = self.path.parent / value if not value.is_absolute() else value
-        return value
-
+class _Builder(Layers):
     def section(self, name: str, cls: type[Any]) -> Any:
         kwargs: dict[str, object] = {}
         for f in fields(cls):
@@ -384,13 +229,13 @@ class _Loader:
         if port_cell is not None and isinstance(port, int) and port > 0:
             if addr_cell is None or addr_cell.raw in ("", None):
                 # Upstream: port alone listens on every interface; addr wins over port.
-                self.cells["metrics.addr"] = _Cell(f"0.0.0.0:{port}", port_cell.source)
+                self.cells["metrics.addr"] = Cell(f"0.0.0.0:{port}", port_cell.source)
         elif addr_cell is not None and addr_cell.raw == "":
             del self.cells["metrics.addr"]  # upstream's "no metrics"
         addr_cell = self.cells.get("metrics.addr")
         if "metrics.enabled" not in self.cells and addr_cell is not None:
             # Giving an address is asking for the endpoint.
-            self.cells["metrics.enabled"] = _Cell(True, addr_cell.source)
+            self.cells["metrics.enabled"] = Cell(True, addr_cell.source)
         metrics: MetricsSettings = self.section("metrics", MetricsSettings)
         self.check_tls(metrics)
         return metrics
@@ -420,33 +265,28 @@ class _Loader:
         options = {k: shorthand.pop(k) for k in OPTION_SHORTHAND if k in shorthand}
         pools: list[PoolSettings] = []
         if self.pools is None:
-            pools_in = [_Entry(("pools", 0), {})]
+            pools_in = [Entry(("pools", 0), {})]
             shorthand_target = True
         else:
             pools_in = self.pools
             if not pools_in:
                 self.fail_at(("pools",), "at least one pool is needed")
-            for field, cell in shorthand.items():
+            for field, cell in [*shorthand.items(), *options.items()]:
                 if cell.path is not None:
-                    self.fail_at(
-                        cell.path,
-                        "only valid without [[pools]]; set it on each pool instead",
-                    )
+                    where = "in a pool's options" if field in options else "on each pool"
+                    self.fail_at(cell.path, f"only valid without [[pools]]; set it {where} instead")
                 elif len(pools_in) != 1:
-                    self.fail(
-                        f"pools.*.{field}",
-                        cell,
-                        f"the config has {len(pools_in)} pools; "
-                        f"set pools.NAME.{field} for one of them",
+                    choose = (
+                        "choose one with --pool NAME"
+                        if cell.source.startswith("flag:")
+                        else f"set pools.NAME.{field} for one of them"
                     )
-            for cell in options.values():
-                if cell.path is not None:
-                    self.fail_at(
-                        cell.path, "only valid without [[pools]]; set it in a pool's options"
+                    self.fail(
+                        f"pools.*.{field}", cell, f"the config has {len(pools_in)} pools; {choose}"
                     )
             shorthand_target = len(pools_in) == 1
             shorthand = {f: c for f, c in shorthand.items() if c.path is None}
-            options = {}
+            options = {f: c for f, c in options.items() if c.path is None and shorthand_target}
         names: dict[str, KeyPath] = {}
         for entry in pools_in:
             cells = dict(entry.cells)
@@ -456,7 +296,7 @@ class _Loader:
             if pool is None:
                 continue
             if pool.name in names:
-                first = self.locator.line_of(names[pool.name])
+                first = self.lines.line_of(names[pool.name])
                 self.fail_at(
                     (*entry.path, "name"),
                     f"duplicate pool name {pool.name!r} (first at line {first})",
@@ -476,9 +316,9 @@ class _Loader:
 
     def build_pool(
         self,
-        entry: _Entry,
-        cells: dict[str, _Cell],
-        option_cells: dict[str, _Cell],
+        entry: Entry,
+        cells: dict[str, Cell],
+        option_cells: dict[str, Cell],
         *,
         default_name: bool,
     ) -> PoolSettings | None:
@@ -499,7 +339,12 @@ class _Loader:
                     self.fail_at(entry.path, "pool has no name")
         label = f"pools.{name}" if isinstance(name, str) else dotted_key(entry.path)
         if isinstance(name, str):
-            cells.update(self.pool_overrides.get(name, {}))
+            for key, flag in self.pool_overrides.get(name, {}).items():
+                option = key.partition("options.")[2]
+                if option:
+                    option_cells = {**option_cells, option: flag}
+                else:
+                    cells[key] = flag
             name_cell = cells.get("name")
             self.sources[f"{label}.name"] = name_cell.source if name_cell else "default"
         values: dict[str, object] = {}
@@ -519,16 +364,14 @@ class _Loader:
             values.setdefault("queues", ("default",))
         executor = values.get("executor")
         if executor is None:
-            # Upstream's flat shape always ran tasks through `python -m executor_module`.
-            executor = ExecutorKind.SUBPROCESS if option_cells else ExecutorKind.THREAD
+            executor, source = self.default_executor(option_cells, one_pool=default_name)
             values["executor"] = executor
-            implied_by = next(iter(option_cells.values()), None)
-            self.sources[f"{label}.executor"] = implied_by.source if implied_by else "default"
+            self.sources[f"{label}.executor"] = source
         assert isinstance(executor, ExecutorKind)
         for field in ("queues", "concurrency", "connections", "timeout_seconds"):
             self.sources.setdefault(f"{label}.{field}", "default")
         connections = values.get("connections", 1)
-        concurrency = values.get("concurrency", 10)
+        concurrency = values.get("concurrency", DEFAULT_CONCURRENCY)
         connections_cell = cells.get("connections")
         if (
             connections_cell is not None
@@ -543,44 +386,77 @@ class _Loader:
                 f"must not exceed concurrency ({concurrency}): every connection's lane "
                 f"needs a slot, got {connections}",
             )
-        options = self.build_options(label, entry.path, executor, raw_options, option_cells)
+        chosen_by_flag = self.sources[f"{label}.executor"].startswith("flag:")
+        options = self.build_options(
+            label, entry.path, executor, raw_options, option_cells, chosen_by_flag=chosen_by_flag
+        )
         if not ok or not isinstance(name, str):
             return None
         return PoolSettings(name=name, options=options, **values)  # type: ignore[arg-type]
+
+    def default_executor(
+        self, option_cells: Mapping[str, Cell], *, one_pool: bool
+    ) -> tuple[ExecutorKind, str]:
+        """The executor of a pool that names none, and the source of that choice.
+
+        The rule (docs/configuration.md, "Which executor runs the tasks"): an option only
+        the subprocess executor has (``payload_mode``, ``python_bin``, ``executor_module``:
+        the Go worker's flat shape, which always ran ``python -m executor_module``) chooses
+        it; so does, for the one pool of a file without ``[[pools]]``, a Django project
+        (``DJANGO_SETTINGS_MODULE`` set and reproq-django importable), whose tasks need
+        Django set up by ``reproq_django.executor``. Otherwise tasks run in threads.
+        """
+        implied_by = next(
+            (cell for key, cell in option_cells.items() if key in SUBPROCESS_SHORTHAND), None
+        )
+        if implied_by is not None:
+            return ExecutorKind.SUBPROCESS, implied_by.source
+        if one_pool and django_project(self.env):
+            return ExecutorKind.SUBPROCESS, "env:DJANGO_SETTINGS_MODULE"
+        return ExecutorKind.THREAD, "default"
 
     def build_options(
         self,
         label: str,
         pool_path: KeyPath,
         executor: ExecutorKind,
-        raw: _Cell | None,
-        shorthand: dict[str, _Cell],
+        raw: Cell | None,
+        given: dict[str, Cell],
+        *,
+        chosen_by_flag: bool,
     ) -> PoolOptions:
+        """The pool's executor options: its file table, then the shorthand and flags."""
         cls, specs = OPTIONS[executor]
-        cells: dict[str, _Cell] = {}
+        cells: dict[str, Cell] = {}
         if raw is not None:
             if not isinstance(raw.raw, dict):
                 self.fail_at((*pool_path, "options"), f"expected a table, got {describe(raw.raw)}")
             else:
                 for key, value in raw.raw.items():
-                    cells[key] = _Cell(value, raw.source, (*pool_path, "options", key))
-        for key, cell in shorthand.items():
+                    cells[key] = Cell(value, raw.source, (*pool_path, "options", key))
+        for key, cell in given.items():
             if key in specs:
-                cells.setdefault(key, cell)
-            elif cell.path is not None:
-                self.warn_at(
-                    cell.path, f"ignored: only used by the subprocess executor, not {executor}"
+                if cell.path is None or key not in cells:
+                    cells[key] = cell  # flags beat the file's options
+            else:
+                owners = " or ".join(str(kind) for kind, (_, o) in OPTIONS.items() if key in o)
+                self.warn(
+                    f"{label}.options.{key}",
+                    cell,
+                    f"ignored: only used by the {owners} executor, not {executor}",
                 )
         kwargs: dict[str, Any] = {}
         for key, cell in cells.items():
             if key not in specs:
                 known = ", ".join(specs) or "none"
-                self.fail(
-                    f"{label}.options.{key}",
-                    cell,
-                    f"unknown option for the {executor} executor"
-                    + (did_you_mean(key, specs) or f" (its options: {known})"),
+                message = f"unknown option for the {executor} executor" + (
+                    did_you_mean(key, specs) or f" (its options: {known})"
                 )
+                if chosen_by_flag:
+                    # The file's options belong to the executor the flag replaced.
+                    self.warn(f"{label}.options.{key}", cell, "ignored: " + message)
+                else:
+                    self.fail(f"{label}.options.{key}", cell, message)
                 continue
             value = self.value(f"{label}.options.{key}", specs[key], cell)
             if value is not MISSING:
@@ -615,7 +491,7 @@ class _Loader:
                 values.setdefault("burst", default_burst(rate))
                 key = f"queue:{name}"
                 if key in limits:
-                    where = self.locator.line_of(self.limits[key].path)
+                    where = self.lines.line_of(self.limits[key].path)
                     self.fail_at(
                         (*entry.path, "rate"),
                         f'conflicts with limits."{key}" (line {where}); keep one',
@@ -635,20 +511,6 @@ class _Loader:
                 )
             queues.append(QueueSettings(name=name, **values))  # type: ignore[arg-type]
         return tuple(queues), tuple(limits.values())
-
-    def entry_values(
-        self, entry: _Entry, specs: Mapping[str, Coerce], label: str
-    ) -> dict[str, object]:
-        values: dict[str, object] = {}
-        for key, cell in entry.cells.items():
-            if key not in specs:
-                self.fail_at((*entry.path, key), "unknown key" + did_you_mean(key, specs))
-                continue
-            value = self.value(f"{label}.{key}", specs[key], cell)
-            if value is not MISSING:
-                values[key] = value
-                self.sources[f"{label}.{key}"] = cell.source
-        return values
 
     # -- schedules
 
@@ -679,7 +541,7 @@ class _Loader:
                     ok = self.merge_zone(entry, values, zone) and ok
             if isinstance(name, str) and "name" in values:
                 if name in names:
-                    first = self.locator.line_of(names[name])
+                    first = self.lines.line_of(names[name])
                     self.fail_at(
                         (*entry.path, "name"),
                         f"duplicate schedule name {name!r} (first at line {first})",
@@ -694,7 +556,7 @@ class _Loader:
             schedules.append(schedule)
         return tuple(schedules)
 
-    def merge_zone(self, entry: _Entry, values: dict[str, object], zone: str) -> bool:
+    def merge_zone(self, entry: Entry, values: dict[str, object], zone: str) -> bool:
         given = values.get("timezone")
         if given is not None and given != zone:
             self.fail_at(
@@ -706,7 +568,7 @@ class _Loader:
         return True
 
     def check_allowed(
-        self, schedule: ScheduleSettings, worker: WorkerSettings, entry: _Entry
+        self, schedule: ScheduleSettings, worker: WorkerSettings, entry: Entry
     ) -> None:
         allowed = worker.allowed_task_modules
         if not allowed or "*" in allowed:

@@ -1,9 +1,11 @@
 """The config file schema: which keys exist where, and how each value is checked.
 
 Each checker takes the raw value and whether it is text to parse (an environment
-variable) rather than a TOML value to type-check, and returns the typed value or raises
-:class:`Invalid` with a message that says what was expected. The loader
-(:mod:`reproq.config.load`) adds where the value came from.
+variable or a flag) rather than a TOML or YAML value to type-check, and returns the typed
+value or raises :class:`Invalid` with a message that says what was expected. The loader
+(:mod:`reproq.config.load`) adds where the value came from. Numbers and durations have
+upper bounds (:mod:`reproq.engine.bounds`): a value the runtime cannot run is refused
+where it is written, not when a task first meets it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ from reproq.config.settings import (
     ThreadOptions,
 )
 from reproq.durations import DurationError, parse_duration
+from reproq.engine.bounds import (
+    MAX_BYTES,
+    MAX_CONCURRENCY,
+    MAX_CONNECTIONS,
+    MAX_DB_INT,
+    MAX_DURATION,
+    MAX_LEASE_SECONDS,
+    MAX_POOL_SIZE,
+)
 from reproq.schedule.cron import CronSchedule, split_cron_tz
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -124,7 +135,7 @@ def _bounds(value: float, minimum: float | None, maximum: float | None) -> None:
             raise Invalid(f"must be positive, got {value}")
         raise Invalid(f"must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise Invalid(f"must be at most {maximum}, got {value}")
+        raise Invalid(f"must be at most {maximum}, got {value:g}")
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -144,7 +155,7 @@ def _boolean(raw: object, text: bool) -> object:
     return raw
 
 
-def _duration(*, positive: bool) -> Coerce:
+def _duration(*, positive: bool, maximum: int = MAX_DURATION) -> Coerce:
     def check(raw: object, text: bool) -> object:
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise Invalid(
@@ -156,9 +167,29 @@ def _duration(*, positive: bool) -> Coerce:
             raise Invalid(str(exc)) from None
         if positive and seconds <= 0:
             raise Invalid(f"must be a positive duration, got {raw!r}")
+        if seconds > maximum:
+            raise Invalid(f"must be at most {maximum} ({_days(maximum)}), got {raw!r}")
         return seconds
 
     return check
+
+
+def _days(seconds: int) -> str:
+    return f"{seconds // 86400}d"
+
+
+def _mock_duration(raw: object, text: bool) -> object:
+    """Seconds, or a range ``"0.1-0.5"`` / ``[0.1, 0.5]`` drawn uniformly per task."""
+    if isinstance(raw, list | tuple) or (isinstance(raw, str) and "-" in raw.strip().lstrip("-")):
+        parts = raw if isinstance(raw, list | tuple) else raw.split("-", 1)
+        if len(parts) != 2:
+            raise Invalid(f"expected seconds or a range like '0.1-0.5', got {describe(raw)}")
+        low, high = (_NON_NEGATIVE(part, isinstance(part, str)) for part in parts)
+        assert isinstance(low, float) and isinstance(high, float)
+        if high < low:
+            raise Invalid(f"the range {raw!r} ends before it starts")
+        return (low, high)
+    return _NON_NEGATIVE(raw, text)
 
 
 def _optional_port(raw: object, text: bool) -> object:
@@ -313,7 +344,7 @@ def _task_path(raw: object, text: bool) -> object:
 def _json_value(value: object) -> Any:
     """A frozen copy of a JSON value (arrays → tuples, tables → read-only mappings)."""
     if isinstance(value, datetime | date | time):
-        raise Invalid("TOML dates and times are not JSON values; write them as strings")
+        raise Invalid("dates and times are not JSON values; write them as strings")
     if isinstance(value, float) and not math.isfinite(value):
         raise Invalid(f"{value} is not a JSON number")
     if isinstance(value, list | tuple):
@@ -349,35 +380,44 @@ def did_you_mean(word: str, choices: Iterable[str], *, case_blind: bool = False)
 
 _POSITIVE = _duration(positive=True)
 _NON_NEGATIVE = _duration(positive=False)
+_CONCURRENCY = _integer(minimum=1, maximum=MAX_CONCURRENCY)
+_CONNECTIONS = _integer(minimum=1, maximum=MAX_CONNECTIONS)
+_BYTES = _integer(minimum=1, maximum=MAX_BYTES)
+_COUNT = _integer(minimum=0, maximum=MAX_DB_INT)
 
 SCALARS: dict[str, dict[str, Coerce]] = {
     "database": {
         "dsn": _optional_string,
-        "pool_size": _integer(minimum=1),
+        "pool_size": _integer(minimum=1, maximum=MAX_POOL_SIZE),
         "embedded_data_dir": _path,
         "embedded_port": _optional_port,
     },
     "worker": {
         "worker_id": _optional_string,
-        "lease_seconds": _POSITIVE,
+        "lease_seconds": _duration(positive=True, maximum=MAX_LEASE_SECONDS),
         "heartbeat_seconds": _POSITIVE,
         "reclaim_interval_seconds": _NON_NEGATIVE,
-        "priority_aging_factor": _number(minimum=0),
+        "priority_aging_factor": _number(minimum=0, maximum=MAX_DURATION),
         "allowed_task_modules": _string_list(nonempty=False),
         "shutdown_timeout": _NON_NEGATIVE,
         "logs_dir": _optional_path,
-        "max_payload_bytes": _integer(minimum=1),
-        "max_output_bytes": _integer(minimum=1),
+        "max_payload_bytes": _BYTES,
+        "max_output_bytes": _BYTES,
         "poll_interval": _POSITIVE,
         # Shorthand for the one default pool, as in upstream's flat [worker] table.
-        "concurrency": _integer(minimum=1),
-        "connections": _integer(minimum=1),
+        "concurrency": _CONCURRENCY,
+        "connections": _CONNECTIONS,
         "queues": _string_list(nonempty=True),
         "executor": _choice(ExecutorKind),
         "timeout_seconds": _optional_duration,
         "python_bin": string,
         "executor_module": string,
         "payload_mode": _choice(PayloadMode),
+        "max_tasks_per_child": _COUNT,
+        "max_memory_mb": _COUNT,
+        "mock_duration": _mock_duration,
+        "mock_failure_rate": _number(minimum=0, maximum=1),
+        "mock_seed": _integer(),
     },
     "beat": {"enabled": _boolean, "tick": _POSITIVE},
     "metrics": {
@@ -406,23 +446,47 @@ SHORTHAND = {
     "python_bin": "python",
     "executor_module": "module",
     "payload_mode": "payload_mode",
+    "max_tasks_per_child": "max_tasks_per_child",
+    "max_memory_mb": "max_memory_mb",
+    "mock_duration": "duration",
+    "mock_failure_rate": "failure_rate",
+    "mock_seed": "seed",
 }
 
-OPTION_SHORTHAND = ("python", "module", "payload_mode")
+OPTION_SHORTHAND = (
+    "python",
+    "module",
+    "payload_mode",
+    "max_tasks_per_child",
+    "max_memory_mb",
+    "duration",
+    "failure_rate",
+    "seed",
+)
+"""Shorthand fields that are executor options rather than pool fields."""
+
+SUBPROCESS_SHORTHAND = ("python", "module", "payload_mode")
+"""Options that only the subprocess executor has: giving one chooses that executor."""
 
 # Upstream spellings: key → canonical dotted key (a str) or why it is ignored (a Note).
 
 
 @dataclass(frozen=True, slots=True)
 class Note:
+    """Why an upstream key does nothing in reproq."""
+
     reason: str
     unsupported: bool = False  # a non-empty value is an error rather than a warning
+    harmless: bool = False  # a flag may give it too (with a warning): nothing is lost
 
 
 ALIASES: dict[str, dict[str, str | Note]] = {
     "worker": {
         "dsn": "database.dsn",
         "exec_timeout": "worker.timeout_seconds",
+        "process_role": Note(
+            "reproq labels its events with worker ids, not process roles", harmless=True
+        ),
         "max_stdout_bytes": "worker.max_output_bytes",
         "max_stderr_bytes": "worker.max_output_bytes",
         "poll_max_backoff": "worker.poll_interval",
@@ -441,8 +505,8 @@ MERGE_MAX = {"worker.max_output_bytes"}
 POOL_KEYS: dict[str, Coerce] = {
     "name": string,
     "queues": _string_list(nonempty=True),
-    "concurrency": _integer(minimum=1),
-    "connections": _integer(minimum=1),
+    "concurrency": _CONCURRENCY,
+    "connections": _CONNECTIONS,
     "executor": _choice(ExecutorKind),
     "timeout_seconds": _optional_duration,
 }
@@ -451,7 +515,7 @@ OPTIONS: dict[ExecutorKind, tuple[type[PoolOptions], dict[str, Coerce]]] = {
     ExecutorKind.THREAD: (ThreadOptions, {}),
     ExecutorKind.PROCESS: (
         ProcessOptions,
-        {"max_tasks_per_child": _integer(minimum=0), "max_memory_mb": _integer(minimum=0)},
+        {"max_tasks_per_child": _COUNT, "max_memory_mb": _COUNT},
     ),
     ExecutorKind.SUBPROCESS: (
         SubprocessOptions,
@@ -459,19 +523,25 @@ OPTIONS: dict[ExecutorKind, tuple[type[PoolOptions], dict[str, Coerce]]] = {
     ),
     ExecutorKind.MOCK: (
         MockOptions,
-        {"duration": _NON_NEGATIVE, "failure_rate": _number(minimum=0, maximum=1)},
+        {
+            "duration": _mock_duration,
+            "failure_rate": _number(minimum=0, maximum=1),
+            "seed": _integer(),
+        },
     ),
 }
+
+_BURST = _integer(minimum=1, maximum=MAX_DB_INT)
 
 QUEUE_KEYS: dict[str, Coerce] = {
     "paused": _boolean,
     "reason": _optional_string,
     "rate": _rate,
-    "burst": _integer(minimum=1),
+    "burst": _BURST,
     "concurrency": _integer(minimum=0),
 }
 
-LIMIT_KEYS: dict[str, Coerce] = {"rate": _rate, "burst": _integer(minimum=1)}
+LIMIT_KEYS: dict[str, Coerce] = {"rate": _rate, "burst": _BURST}
 LIMIT_KEY = re.compile(r"^(global|task:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*|queue:\S+)$")
 
 SCHEDULE_KEYS: dict[str, Coerce] = {
@@ -482,13 +552,13 @@ SCHEDULE_KEYS: dict[str, Coerce] = {
     "args": _args,
     "kwargs": _kwargs,
     "queue": string,
-    "priority": _integer(),
-    "max_attempts": _integer(minimum=1),
+    "priority": _integer(minimum=-MAX_DB_INT - 1, maximum=MAX_DB_INT),
+    "max_attempts": _integer(minimum=1, maximum=MAX_DB_INT),
     "enabled": _boolean,
     "misfire": _choice(MisfirePolicy),
-    "misfire_limit": _integer(minimum=1),
+    "misfire_limit": _integer(minimum=1, maximum=100_000),
     "concurrency_key": _optional_string,
-    "concurrency_limit": _integer(minimum=0),
+    "concurrency_limit": _COUNT,
 }
 
 TOP_KEYS = (
@@ -504,7 +574,10 @@ TOP_KEYS = (
     "dsn",
 )
 
-POOL_OVERRIDE = re.compile(r"^pools\.([^.]+)\.(concurrency|queues|executor|timeout_seconds)$")
+POOL_OVERRIDE = re.compile(
+    r"^pools\.([^.]+)\.(concurrency|connections|queues|executor|timeout_seconds|options\.\w+)$"
+)
+"""A flag's override of one pool's field or option: ``pools.NAME.concurrency``."""
 
 
 def default_burst(rate: float) -> int:

@@ -1,10 +1,9 @@
-"""reproq's settings: one frozen, typed, validated object per process.
+"""reproq's settings: the frozen, typed objects one process runs on.
 
-Values are layered, later layers winning: built-in defaults < the TOML file < environment
-variables (:data:`ENV_VARS`) < command-line flags (``overrides``). :func:`load_settings`
-builds the :class:`Settings`; :func:`check_file` lists every problem of a file at once;
-:func:`show_settings` prints the effective configuration with the source of each value.
-The file format is documented in ``docs/configuration.md``.
+Values are layered, later layers winning: built-in defaults < the config file (TOML or
+YAML) < environment variables (:data:`ENV_VARS`, and :data:`reproq.db.DSN_ENV_VARS` for
+the database) < command-line flags. :mod:`reproq.config.load` builds them; the file
+format is documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 
 import platformdirs
 
-from reproq.errors import ConfigError
+from reproq.engine.bounds import DEFAULT_CONCURRENCY
 from reproq.schedule.cron import MisfirePolicy, format_cron_expr
 
 __all__ = [
@@ -44,13 +43,7 @@ __all__ = [
     "SubprocessOptions",
     "ThreadOptions",
     "WorkerSettings",
-    "check_file",
     "default_data_dir",
-    "dsn_for_command",
-    "load_settings",
-    "resolve_config_path",
-    "show_settings",
-    "starter_config",
 ]
 
 MIB = 1024 * 1024
@@ -149,10 +142,12 @@ class SubprocessOptions:
 class MockOptions:
     """Options of the ``mock`` executor: simulated work for benchmarks and torture."""
 
-    duration: float = 0.0
-    """Seconds each simulated task takes."""
+    duration: float | tuple[float, float] = 0.0
+    """Seconds each simulated task takes, or a ``(low, high)`` range drawn uniformly."""
     failure_rate: float = 0.0
     """Probability (0..1) that a simulated task fails."""
+    seed: int | None = None
+    """Makes the simulated durations and failures repeatable."""
 
 
 PoolOptions = ThreadOptions | ProcessOptions | SubprocessOptions | MockOptions
@@ -165,7 +160,7 @@ class PoolSettings:
 
     name: str
     queues: tuple[str, ...]
-    concurrency: int = 10
+    concurrency: int = DEFAULT_CONCURRENCY
     connections: int = 1
     """Claim loops, each on its own database connection, sharing the slots."""
     executor: ExecutorKind = ExecutorKind.THREAD
@@ -348,18 +343,20 @@ class Settings:
 
 ENV_VARS: Mapping[str, str] = MappingProxyType(
     {
-        # Within one setting, a later variable wins: REPROQ_DSN beats DATABASE_URL.
-        "DATABASE_URL": "database.dsn",
-        "REPROQ_DSN": "database.dsn",
+        # Within one setting, a later variable wins: reproq's REPROQ_* names beat the Go
+        # worker's. The database's variables are reproq.db.DSN_ENV_VARS.
         "REPROQ_DB_POOL_SIZE": "database.pool_size",
         "REPROQ_DATA_DIR": "database.embedded_data_dir",
         "REPROQ_PG_PORT": "database.embedded_port",
         "WORKER_ID": "worker.worker_id",
         "REPROQ_WORKER_ID": "worker.worker_id",
+        "REPROQ_PROCESS_ROLE": "worker.process_role",
         "REPROQ_LEASE_SECONDS": "worker.lease_seconds",
         "REPROQ_HEARTBEAT_SECONDS": "worker.heartbeat_seconds",
         "REPROQ_RECLAIM_INTERVAL_SECONDS": "worker.reclaim_interval_seconds",
+        "PRIORITY_AGING_FACTOR": "worker.priority_aging_factor",
         "REPROQ_PRIORITY_AGING_FACTOR": "worker.priority_aging_factor",
+        "ALLOWED_TASK_MODULES": "worker.allowed_task_modules",
         "REPROQ_ALLOWED_TASK_MODULES": "worker.allowed_task_modules",
         "REPROQ_SHUTDOWN_TIMEOUT": "worker.shutdown_timeout",
         "REPROQ_LOGS_DIR": "worker.logs_dir",
@@ -367,116 +364,35 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "REPROQ_MAX_OUTPUT_BYTES": "worker.max_output_bytes",
         "REPROQ_POLL_INTERVAL": "worker.poll_interval",
         "REPROQ_CONCURRENCY": "worker.concurrency",
+        "QUEUE_NAMES": "worker.queues",
         "REPROQ_QUEUES": "worker.queues",
         "REPROQ_EXECUTOR": "worker.executor",
         "REPROQ_BEAT_ENABLED": "beat.enabled",
         "REPROQ_BEAT_TICK": "beat.tick",
         "REPROQ_METRICS_ENABLED": "metrics.enabled",
+        "METRICS_ADDR": "metrics.addr",
         "REPROQ_METRICS_ADDR": "metrics.addr",
+        "METRICS_AUTH_TOKEN": "metrics.auth_token",
         "REPROQ_METRICS_AUTH_TOKEN": "metrics.auth_token",
+        "METRICS_ALLOW_CIDRS": "metrics.allowed_cidrs",
         "REPROQ_METRICS_ALLOWED_CIDRS": "metrics.allowed_cidrs",
+        "METRICS_TLS_CERT": "metrics.tls_cert",
         "REPROQ_METRICS_TLS_CERT": "metrics.tls_cert",
+        "METRICS_TLS_KEY": "metrics.tls_key",
         "REPROQ_METRICS_TLS_KEY": "metrics.tls_key",
+        "METRICS_TLS_CLIENT_CA": "metrics.tls_client_ca",
         "REPROQ_METRICS_TLS_CLIENT_CA": "metrics.tls_client_ca",
+        "METRICS_AUTH_LIMIT": "metrics.auth_limit",
         "REPROQ_METRICS_AUTH_LIMIT": "metrics.auth_limit",
+        "METRICS_AUTH_WINDOW": "metrics.auth_window",
         "REPROQ_METRICS_AUTH_WINDOW": "metrics.auth_window",
+        "METRICS_AUTH_MAX_ENTRIES": "metrics.auth_max_entries",
         "REPROQ_METRICS_AUTH_MAX_ENTRIES": "metrics.auth_max_entries",
         "REPROQ_LOG_LEVEL": "logging.level",
         "REPROQ_LOG_JSON": "logging.json",
     }
 )
 """Environment variable → dotted setting it sets. Empty variables count as unset."""
-
-
-def load_settings(
-    path: Path | str | None,
-    *,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, object] | None = None,
-) -> Settings:
-    """The effective :class:`Settings`: defaults < file *path* < *env* < *overrides*.
-
-    *env* defaults to ``os.environ``. *overrides* maps dotted keys to values from
-    command-line flags (``{"worker.lease_seconds": 30, "database.dsn": "..."}``, also
-    ``"worker.concurrency"``/``"worker.queues"`` for a one-pool config and
-    ``"pools.NAME.concurrency"``); None values are skipped, so unset flags can be passed
-    as they are. Raises :class:`ConfigError` (the first problem, with a count of the rest).
-    """
-    from reproq.config.load import load
-
-    settings, problems = load(
-        Path(path) if path is not None else None,
-        env=os.environ if env is None else env,
-        overrides=overrides or {},
-    )
-    if problems:
-        first = problems[0]
-        if len(problems) > 1:
-            more = len(problems) - 1
-            hint = f" (and {more} more problem{'s' if more > 1 else ''}"
-            hint += f"; run `reproq config check {path}`)" if path is not None else ")"
-            raise ConfigError(first.message + hint, file=first.file, key=first.key, line=first.line)
-        raise first
-    assert settings is not None
-    return settings
-
-
-def check_file(path: Path | str, *, env: Mapping[str, str] | None = None) -> list[ConfigError]:
-    """Every problem of config file *path* (empty when it is valid), in file order."""
-    from reproq.config.load import load
-
-    _, problems = load(Path(path), env=os.environ if env is None else env, overrides={})
-    return problems
-
-
-def show_settings(settings: Settings) -> str:
-    """The effective configuration as TOML, each value followed by its source, secrets hidden."""
-    from reproq.config.show import render
-
-    return render(settings)
-
-
-def starter_config() -> str:
-    """A commented starter file for ``reproq config init`` (valid as it is)."""
-    from reproq.config.show import STARTER
-
-    return STARTER
-
-
-def resolve_config_path(
-    explicit: str | Path | None, env: Mapping[str, str] | None = None
-) -> Path | None:
-    """The config file to use: *explicit*, else ``$REPROQ_CONFIG``, else None."""
-    if explicit:
-        return Path(explicit)
-    value = (os.environ if env is None else env).get("REPROQ_CONFIG")
-    return Path(value) if value else None
-
-
-def dsn_for_command(config_path: str | None) -> str | None:
-    """The DSN for a command that was not given ``--dsn``.
-
-    With a config (*config_path* or ``$REPROQ_CONFIG``): its ``database.dsn`` after the
-    environment overrides; when that is unset, the DSN of its embedded PostgreSQL if that
-    is running (started by ``reproq up``), else a :class:`ConfigError` saying how to start
-    it. Without a config: ``$REPROQ_DSN`` or ``$DATABASE_URL``, else None.
-    """
-    path = resolve_config_path(config_path)
-    if path is None:
-        return os.environ.get("REPROQ_DSN") or os.environ.get("DATABASE_URL") or None
-    settings = load_settings(path)
-    if settings.database.dsn:
-        return settings.database.dsn
-    from reproq.pg.cluster import attach_dsn
-
-    data_dir = settings.database.embedded_data_dir
-    dsn = attach_dsn(data_dir)
-    if dsn is None:
-        raise ConfigError(
-            f"{path} has no database.dsn and its embedded PostgreSQL ({data_dir}) is not "
-            f"running; start it with `reproq up {path}` or pass --dsn"
-        )
-    return dsn
 
 
 def _thaw(value: object) -> Any:

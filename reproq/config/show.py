@@ -17,7 +17,19 @@ from reproq.config.settings import PoolSettings, ScheduleSettings, Settings
 from reproq.config.text import inline_toml, toml_key
 from reproq.db import redact_dsn
 
+__all__ = ["STARTER", "render", "show_settings", "starter_config"]
+
 _REDACTED = "***"
+
+
+def show_settings(settings: Settings) -> str:
+    """The effective configuration as TOML, each value followed by its source, secrets hidden."""
+    return render(settings)
+
+
+def starter_config() -> str:
+    """A commented starter file for ``reproq config init`` (valid as it is)."""
+    return STARTER
 
 
 def render(settings: Settings) -> str:

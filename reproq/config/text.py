@@ -1,4 +1,4 @@
-"""TOML text helpers for the config loader: key locations, ``${ENV}`` interpolation, rendering.
+"""Text helpers for the config loader: key locations, ``${ENV}`` interpolation, TOML rendering.
 
 :mod:`tomllib` returns plain values without positions, so :class:`KeyLocator` scans the
 source text once and records the line on which every table header and key is defined.
@@ -36,12 +36,11 @@ def _quote(text: str) -> str:
     return tomli_w.dumps({"k": text})[len("k = ") : -1]
 
 
-class KeyLocator:
-    """Line numbers (1-based) of the headers and keys defined in a TOML document."""
+class KeyLines:
+    """Line numbers (1-based) of the keys of a config document, by key path."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self) -> None:
         self._lines: dict[KeyPath, int] = {}
-        self._scan(text)
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line defining *path*, else that of its nearest defined parent, else None."""
@@ -51,10 +50,18 @@ class KeyLocator:
                 return line
         return None
 
-    def _record(self, path: KeyPath, line: int) -> None:
-        # A dotted key or header also defines its parents, where they were not defined before.
+    def record(self, path: KeyPath, line: int) -> None:
+        """Note that *path* is defined on *line* (and its parents, where not defined yet)."""
         for end in range(1, len(path) + 1):
             self._lines.setdefault(path[:end], line)
+
+
+class KeyLocator(KeyLines):
+    """The lines of the headers and keys defined in a TOML document, found by scanning it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._scan(text)
 
     def _scan(self, text: str) -> None:
         array_counts: dict[KeyPath, int] = {}
@@ -87,20 +94,20 @@ class KeyLocator:
                 index = array_counts.get(table, 0)
                 array_counts[table] = index + 1
                 current = (*table, index)
-                self._record(current, number)
+                self.record(current, number)
                 continue
             if stripped.startswith("["):
                 close = _find_close(stripped, 1, "]")
                 if close is None:
                     continue
                 current = _resolve(tuple(_split_key(stripped[1:close])), array_counts)
-                self._record(current, number)
+                self.record(current, number)
                 continue
             equals = _find_equals(stripped)
             if equals is None:
                 continue
             key = tuple(_split_key(stripped[:equals]))
-            self._record((*current, *key), number)
+            self.record((*current, *key), number)
             depth, in_multiline = _track(stripped[equals + 1 :], 0)
 
 

@@ -194,6 +194,9 @@ class Lane(InBackground):
         conn = self._link.get()
         try:
             require_current_schema(conn)
+            # Threads and the executor first: a worker that cannot run (the machine refuses
+            # its threads) must not appear in the registry.
+            self._slots.start(self.options.concurrency)
             register(conn, self.record)
         except psycopg.Error as exc:
             self._link.drop()
@@ -202,7 +205,6 @@ class Lane(InBackground):
             self._link.drop()
             raise
         opts = self.options
-        self._slots.start(opts.concurrency)
         self._listener = Listener(
             self.dsn,
             opts.queues,

@@ -8,6 +8,7 @@ are the counters a worker keeps (what it reports elsewhere goes to a
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from reproq.engine import bounds
 from reproq.errors import ConfigError
 
 __all__ = ["MIB", "WorkerOptions", "WorkerStats", "default_worker_id"]
@@ -43,7 +45,7 @@ class WorkerOptions:
     """
 
     queues: tuple[str, ...] = ("default",)
-    concurrency: int = 10
+    concurrency: int = bounds.DEFAULT_CONCURRENCY
     worker_id: str = field(default_factory=default_worker_id)
     executor: str = "thread"
     executor_options: Mapping[str, Any] = field(default_factory=dict)
@@ -74,8 +76,13 @@ class WorkerOptions:
         problems: list[tuple[str, str]] = []
         if not self.queues or not all(isinstance(q_, str) and q_ for q_ in self.queues):
             problems.append(("queues", "name at least one queue"))
-        if self.concurrency < 1:
-            problems.append(("concurrency", f"must be at least 1, got {self.concurrency}"))
+        if not 1 <= self.concurrency <= bounds.MAX_CONCURRENCY:
+            problems.append(
+                (
+                    "concurrency",
+                    f"must be between 1 and {bounds.MAX_CONCURRENCY}, got {self.concurrency}",
+                )
+            )
         if not self.worker_id:
             problems.append(("worker_id", "must not be empty"))
         if not any(m.strip() for m in self.allowed_task_modules):
@@ -112,9 +119,38 @@ class WorkerOptions:
                     f"connection's lane needs a slot, got {self.connections}",
                 )
             )
+        problems.extend(self._beyond_bounds())
         if problems:
             key, message = problems[0]
             raise ConfigError(message, key=key)
+
+    def _beyond_bounds(self) -> list[tuple[str, str]]:
+        """Settings larger than the worker can run (:mod:`reproq.engine.bounds`)."""
+        limits: list[tuple[str, float | None, float]] = [
+            ("connections", self.connections, bounds.MAX_CONNECTIONS),
+            ("lease_seconds", self.lease_seconds, bounds.MAX_LEASE_SECONDS),
+            ("max_payload_bytes", self.max_payload_bytes, bounds.MAX_BYTES),
+            ("max_output_bytes", self.max_output_bytes, bounds.MAX_BYTES),
+            ("max_timeout_seconds", self.max_timeout_seconds, bounds.MAX_DURATION),
+        ]
+        for key in (
+            "heartbeat_seconds",
+            "priority_aging_factor",
+            "shutdown_timeout",
+            "poll_interval",
+            "max_poll_interval",
+            "statement_timeout",
+        ):
+            limits.append((key, getattr(self, key), bounds.MAX_DURATION))
+        if math.isfinite(self.reclaim_interval_seconds):  # inf switches reclaiming off
+            limits.append(
+                ("reclaim_interval_seconds", self.reclaim_interval_seconds, bounds.MAX_DURATION)
+            )
+        return [
+            (key, f"must be at most {limit}, got {value:g}")
+            for key, value, limit in limits
+            if value is not None and not value <= limit
+        ]
 
 
 @dataclass(kw_only=True, slots=True)

@@ -37,6 +37,7 @@ from reproq.engine.claim import ClaimedRow
 from reproq.engine.completion import Completion
 from reproq.engine.lease import Held
 from reproq.engine.metrics_sink import MetricsSink
+from reproq.errors import ConfigError
 from reproq.executors import Executor
 from reproq.models import ErrorKind
 
@@ -157,10 +158,21 @@ class Slots:
         self._seq = 0
 
     def start(self, count: int) -> None:
-        """Start the executor and ``count`` slot threads."""
+        """Start the executor and ``count`` slot threads.
+
+        A clear :class:`~reproq.errors.ConfigError` when the operating system refuses a
+        thread (a thread or memory limit).
+        """
         self.executor.start()
-        for _ in range(count):
-            self._spawn()
+        try:
+            for _ in range(count):
+                self._spawn()
+        except RuntimeError as exc:  # "can't start new thread"
+            raise ConfigError(
+                f"cannot start {count} slot threads ({exc}) after {len(self._threads)}: "
+                "lower it, or raise the process's thread and memory limits",
+                key="concurrency",
+            ) from None
 
     def stop(self) -> None:
         """End the slot threads once idle and shut the executor down.
@@ -225,8 +237,8 @@ class Slots:
     def _spawn(self) -> None:
         self._seq += 1
         thread = threading.Thread(target=self._slot, name=f"reproq-slot-{self._seq}", daemon=True)
-        self._threads.append(thread)
         thread.start()
+        self._threads.append(thread)
 
     def _slot(self) -> None:
         work = self._work

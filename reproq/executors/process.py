@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -177,7 +177,8 @@ class ProcessExecutor:
     ``max_tasks_per_child``, ``memory_limit_mb`` and ``max_memory_mb``, 0 or None means
     no limit.
     ``preload`` names modules every child imports at start (before the first task), and
-    with ``forkserver`` also the fork server, so replacements start warm.
+    with ``forkserver`` also the fork server, so replacements start warm. ``env`` is added
+    to each child's environment (as the subprocess executor's ``env``).
     """
 
     name = "process"
@@ -197,6 +198,7 @@ class ProcessExecutor:
         preload: Sequence[str] = (),
         poll_interval: float = 0.1,
         startup_timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if start_method not in START_METHODS:
             raise ConfigError(
@@ -227,6 +229,7 @@ class ProcessExecutor:
         self.max_output_bytes = max_output_bytes
         self.capture_output = capture_output
         self.preload = tuple(preload)
+        self.env = dict(env or {})
         self.poll_interval = poll_interval
         self.startup_timeout = startup_timeout
         self._context = cast(
@@ -456,6 +459,7 @@ class ProcessExecutor:
             "capture_dir": capture_dir,
             "memory_limit_mb": self.memory_limit_mb,
             "preload": list(self.preload),
+            "env": self.env,
         }
         conn, child_conn = self._context.Pipe(duplex=True)
         lifeline_r, lifeline = self._context.Pipe(duplex=False)

@@ -41,6 +41,7 @@ def serve(conn: Connection, lifeline: Connection, settings: Mapping[str, Any]) -
     """Set the child up, report ready, then run tasks until the worker closes the pipe."""
     try:
         os.setsid()
+        os.environ.update(settings.get("env") or {})
         _watch_lifeline(lifeline, settings.get("capture_dir"))
         signal.signal(signal.SIGTERM, _exit_on_term)
         limit_mb = settings.get("memory_limit_mb")

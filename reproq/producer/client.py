@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,8 @@ from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
 
 
 class Client:
-    """Enqueues task runs into the database at ``dsn`` (default ``$DATABASE_URL``).
+    """Enqueues task runs into the database at ``dsn`` (default: ``$REPROQ_DSN``, else
+    ``$DATABASE_URL``, as :func:`reproq.db.resolve_dsn` finds it).
 
     Thread-safe; holds a small connection pool. Use as a context manager or call
     :meth:`close`.
@@ -157,9 +157,10 @@ def configure(dsn: str | None = None) -> Client:
 
 
 def default_client() -> Client:
-    """The process-wide client, created from ``$DATABASE_URL`` on first use."""
+    """The process-wide client: the one :func:`configure` set, else one created from the
+    environment (:func:`reproq.db.resolve_dsn`) on first use."""
     global _default  # noqa: PLW0603 - one process-wide default client, by design
     with _default_lock:
         if _default is None:
-            _default = Client(os.environ.get("REPROQ_DSN") or None)
+            _default = Client()
         return _default

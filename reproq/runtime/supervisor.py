@@ -3,11 +3,9 @@
 :class:`Runtime` does, in order:
 
 1. start the embedded PostgreSQL when no DSN is configured (:mod:`reproq.runtime.embedded`);
-2. check the database answers, then apply migrations (or, with ``migrate=False``,
-   require an up-to-date schema);
-3. sync the file's ``[queues]`` (pause state) and rate limits (``[limits]`` and each
-   queue's ``rate``/``burst``) through :mod:`reproq.ops.admin`, and its ``[[schedules]]``
-   into ``periodic_tasks`` through :func:`reproq.schedule.sync.sync_schedules`;
+2. check the database answers, then migrate (or require an up-to-date schema);
+3. apply the file's ``[queues]``, rate limits and ``[[schedules]]`` to the database
+   (:mod:`reproq.runtime.apply`);
 4. start the components, each on its own thread: one worker per ``[[pools]]`` entry
    (worker id ``<worker_id or host-pid>-<pool>``; the workers also reclaim expired
    leases), the beat when enabled, and the HTTP endpoint (``/metrics``, ``/healthz``,
@@ -25,61 +23,40 @@ Shutdown (:meth:`Runtime.request_stop`, wired to SIGTERM/SIGINT by
 for up to ``shutdown_timeout``, then give the remaining leases back (DESIGN.md §4.5);
 the beat steps down; then the metrics server closes and, last, the embedded PostgreSQL
 stops if this process started it. A second request forces: pools give their leases
-back at once. SIGHUP calls :meth:`Runtime.reload`: schedules, queue controls and limits
-are re-read from the file and synced without touching running tasks; settings that only
-take effect at start (pools, worker, database, metrics, beat) are reported as needing a
-restart. An invalid file is logged and the running configuration kept.
+back at once. SIGHUP calls :meth:`Runtime.reload`, which re-reads the file and applies
+what can change while running (:func:`reproq.runtime.apply.apply_reload`); an invalid
+file is logged and the running configuration kept.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
-import math
-import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 from reproq.clock import Clock, SystemClock
-from reproq.config import (
-    ExecutorKind,
-    MockOptions,
-    PoolSettings,
-    ProcessOptions,
-    QueueSettings,
-    RateLimitSettings,
-    Settings,
-    SubprocessOptions,
-)
-from reproq.db import Conn, connection, redact_dsn
-from reproq.engine.worker import Worker, WorkerOptions
-from reproq.errors import ConfigError, NotFound, ReproqError
+from reproq.config import PoolSettings, Settings
+from reproq.db import connection, redact_dsn
+from reproq.engine.worker import Worker
+from reproq.errors import ConfigError, ReproqError
+from reproq.producer.client import configure
+from reproq.runtime.apply import ReloadReport, apply_reload, sync
 from reproq.runtime.embedded import EmbeddedPostgres
 from reproq.runtime.endpoint import Endpoint
 from reproq.runtime.forced_exit import FORCED_EXIT_SECONDS, exit_later
 from reproq.runtime.health import ComponentState, HealthCheck, HealthReport
 from reproq.runtime.httpserver import MetricsServer
 from reproq.runtime.metrics import MetricsSink
+from reproq.runtime.pools import check_pools, describe_executor, pool_worker_id, worker_options
 from reproq.schedule.beat import Beat
-from reproq.schedule.sync import SyncReport, sync_schedules
 
-__all__ = [
-    "BACKOFF_MAX",
-    "BACKOFF_START",
-    "ReloadReport",
-    "Runtime",
-    "Service",
-    "executor_options",
-    "pool_worker_id",
-    "worker_options",
-]
+__all__ = ["BACKOFF_MAX", "BACKOFF_START", "ReloadReport", "Runtime", "Service"]
 
 logger = logging.getLogger("reproq.runtime")
 
@@ -101,80 +78,6 @@ class Service(Protocol):
 
     def run(self, stop: threading.Event) -> None:
         """Work until *stop* is set, then clean up and return."""
-
-
-def worker_options(settings: Settings, pool: PoolSettings) -> WorkerOptions:
-    """The :class:`~reproq.engine.worker.WorkerOptions` of *pool*'s worker."""
-    worker = settings.worker
-    return WorkerOptions(
-        worker_id=pool_worker_id(settings, pool),
-        queues=pool.queues,
-        concurrency=pool.concurrency,
-        connections=pool.connections,
-        executor=str(pool.executor),
-        executor_options=executor_options(settings, pool),
-        allowed_task_modules=worker.allowed_task_modules,
-        lease_seconds=worker.lease_seconds,
-        heartbeat_seconds=worker.heartbeat_seconds,
-        # 0 disables the reclaimer in the file; the worker wants a positive interval.
-        reclaim_interval_seconds=worker.reclaim_interval_seconds or math.inf,
-        priority_aging_factor=worker.priority_aging_factor,
-        shutdown_timeout=worker.shutdown_timeout,
-        logs_dir=str(worker.logs_dir) if worker.logs_dir is not None else None,
-        max_payload_bytes=worker.max_payload_bytes,
-        max_output_bytes=worker.max_output_bytes,
-        poll_interval=worker.poll_interval,
-        max_timeout_seconds=pool.timeout_seconds,
-    )
-
-
-def executor_options(settings: Settings, pool: PoolSettings) -> dict[str, Any]:
-    """Keyword arguments of *pool*'s executor class, from its ``[pools.options]``."""
-    options = pool.options
-    worker = settings.worker
-    if isinstance(options, ProcessOptions):
-        return {
-            "processes": pool.concurrency,
-            # 0 means "never" / "no limit" in the file; the executor spells that None.
-            "max_tasks_per_child": options.max_tasks_per_child or None,
-            "max_memory_mb": options.max_memory_mb or None,
-            "max_payload_bytes": worker.max_payload_bytes,
-            "max_output_bytes": worker.max_output_bytes,
-        }
-    if isinstance(options, SubprocessOptions):
-        return {
-            "python": options.python,
-            "module": options.module,
-            "payload_mode": str(options.payload_mode),
-            "max_payload_bytes": worker.max_payload_bytes,
-            "max_output_bytes": worker.max_output_bytes,
-        }
-    if isinstance(options, MockOptions):
-        return {"duration": options.duration, "failure_rate": options.failure_rate}
-    if pool.executor == ExecutorKind.THREAD:
-        return {"max_output_bytes": worker.max_output_bytes}
-    return {}
-
-
-def pool_worker_id(settings: Settings, pool: PoolSettings) -> str:
-    """The worker id of *pool*'s worker: ``<worker_id or hostname-pid>-<pool name>``."""
-    base = settings.worker.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    return f"{base}-{pool.name}"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReloadReport:
-    """What :meth:`Runtime.reload` changed (or why it changed nothing)."""
-
-    applied: bool
-    """False when the new file was invalid and the running configuration was kept."""
-    errors: tuple[str, ...] = ()
-    schedules: SyncReport | None = None
-    queues_changed: tuple[str, ...] = ()
-    limits_set: tuple[str, ...] = ()
-    limits_removed: tuple[str, ...] = ()
-    needs_restart: tuple[str, ...] = ()
-    """Top-level sections whose changes only take effect when the process restarts."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -304,29 +207,17 @@ class Runtime:
         On failure everything started so far is stopped again before the error
         propagates (a :class:`ReproqError`).
         """
-        self._validate()
+        check_pools(self.settings)
         try:
             self._start_database()
             self._prepare_schema()
             with connection(self.dsn, application_name="reproq-up") as conn:
-                self._sync(conn, previous=None)
+                sync(conn, self.settings, previous=None, now=self.clock.now())
             self._start_components()
             self._started = True
         except BaseException:
             self._shutdown(graceful=False)
             raise
-
-    def _validate(self) -> None:
-        """Check each pool's worker settings before anything starts (ConfigError, exit 2)."""
-        settings = self.settings
-        file = str(settings.source_file) if settings.source_file is not None else None
-        for pool in settings.pools:
-            try:
-                worker_options(settings, pool).validate()
-            except ConfigError as exc:
-                key = exc.key or ""
-                section = f"pools.{pool.name}" if key in ("queues", "concurrency") else "worker"
-                raise ConfigError(exc.message, file=file, key=f"{section}.{key}") from exc
 
     def _start_database(self) -> None:
         db = self.settings.database
@@ -336,9 +227,10 @@ class Runtime:
             self._embedded = EmbeddedPostgres(db.embedded_data_dir, port=db.embedded_port or None)
             self._dsn = self._embedded.start()
             logger.info("embedded PostgreSQL: %s", self._embedded.describe())
-        # Tasks that enqueue more work (``some_task.enqueue()``) use the default client,
-        # which reads REPROQ_DSN; child processes of the executors inherit it.
-        os.environ["REPROQ_DSN"] = self._dsn
+        # Tasks that enqueue more work (``some_task.enqueue()``) use the default client:
+        # in this process the one configured here, in task processes the DSN each
+        # executor puts in their environment (runtime.pools.task_env).
+        configure(self._dsn)
 
     def _prepare_schema(self) -> None:
         from reproq.pg.migrations import current_version, migrate, require_current_schema
@@ -467,14 +359,16 @@ class Runtime:
         )
 
     def _make_worker(self, pool: PoolSettings) -> Service:
-        service: Service = Worker(self.dsn, worker_options(self.settings, pool), metrics=self._sink)
+        service: Service = Worker(
+            self.dsn, worker_options(self.settings, pool, dsn=self.dsn), metrics=self._sink
+        )
         return service
 
     def _describe_pool(self, pool: PoolSettings) -> str:
         return (
             f"worker_id={pool_worker_id(self.settings, pool)} queues={','.join(pool.queues)} "
             f"concurrency={pool.concurrency} connections={pool.connections} "
-            f"executor={pool.executor} "
+            f"executor={describe_executor(self.settings, pool)} "
             f"lease={self.settings.worker.lease_seconds:g}s "
             f"heartbeat={self.settings.worker.heartbeat_seconds:g}s"
         )
@@ -690,193 +584,10 @@ class Runtime:
         except ConfigError as exc:
             logger.error("reload: the config is invalid, keeping the running one: %s", exc)
             return ReloadReport(applied=False, errors=(str(exc),))
-        old = self.settings
         try:
             with connection(self.dsn, application_name="reproq-up") as conn:
-                report = self._sync(conn, previous=old, new=new)
-        except ConfigError as exc:
-            logger.error("reload: %s; keeping the running config", exc)
-            return ReloadReport(applied=False, errors=(str(exc),))
-        except ReproqError as exc:
+                self.settings, report = apply_reload(conn, self.settings, new, now=self.clock.now())
+        except ReproqError as exc:  # a ConfigError too: the database refused the file's values
             logger.error("reload failed, keeping the running config: %s", exc)
             return ReloadReport(applied=False, errors=(str(exc),))
-        needs_restart = tuple(
-            section
-            for section in ("database", "worker", "pools", "beat", "metrics")
-            if getattr(old, section) != getattr(new, section)
-        ) + (("logging.json",) if old.logging.json != new.logging.json else ())
-        for warning in sorted(set(new.warnings) - set(old.warnings)):
-            logger.warning("config: %s", warning)
-        if needs_restart:
-            logger.warning(
-                "reload: changes to %s take effect at the next start; not applied",
-                ", ".join(needs_restart),
-            )
-        if new.logging.level != old.logging.level:
-            logging.getLogger().setLevel(new.logging.level.upper())
-            logger.info("reload: log level now %s", new.logging.level.upper())
-        # Keep the start-time sections: only the synced ones changed for real.
-        self.settings = _replace_live_sections(old, new)
-        report = ReloadReport(
-            applied=True,
-            schedules=report.schedules,
-            queues_changed=report.queues_changed,
-            limits_set=report.limits_set,
-            limits_removed=report.limits_removed,
-            needs_restart=needs_restart,
-        )
-        if not (
-            report.queues_changed
-            or report.limits_set
-            or report.limits_removed
-            or (report.schedules and _schedules_changed(report.schedules))
-            or needs_restart
-        ):
-            logger.info("reload: nothing changed")
-        logger.info("reload: done")
         return report
-
-    def _sync(
-        self, conn: Conn, *, previous: Settings | None, new: Settings | None = None
-    ) -> ReloadReport:
-        """Sync queues, limits and schedules of *new* (default: the current settings)."""
-        settings = new if new is not None else self.settings
-        # One transaction: a reload applies all of the file or, on an error, none of it.
-        with conn.transaction():
-            queues = _sync_queues(conn, settings, previous)
-            limits_set, limits_removed = _sync_limits(conn, settings, previous)
-            schedules = self._sync_schedules(conn, settings, previous)
-        return ReloadReport(
-            applied=True,
-            schedules=schedules,
-            queues_changed=queues,
-            limits_set=limits_set,
-            limits_removed=limits_removed,
-        )
-
-    def _sync_schedules(
-        self, conn: Conn, settings: Settings, previous: Settings | None
-    ) -> SyncReport | None:
-        # A file that never declared schedules leaves periodic_tasks alone: rows may come
-        # from reproq-django or `reproq schedule` and must not be disabled by an empty list.
-        if not settings.schedules and not (previous is not None and previous.schedules):
-            if previous is None:
-                logger.info("schedules: none in the config; periodic_tasks left as they are")
-            return None
-        report = sync_schedules(conn, settings.schedules, now=self.clock.now())
-        for label, names in (
-            ("created", report.created),
-            ("updated", report.updated),
-            ("rescheduled", report.rescheduled),
-            ("disabled (no longer in the config)", report.disabled),
-        ):
-            if names:
-                logger.info("schedules %s: %s", label, ", ".join(names))
-        if previous is None:
-            logger.info(
-                "schedules: %d in the config (%d unchanged)",
-                len(settings.schedules),
-                len(report.unchanged),
-            )
-        return report
-
-
-def _schedules_changed(report: SyncReport) -> bool:
-    return bool(report.created or report.updated or report.rescheduled or report.disabled)
-
-
-def _replace_live_sections(old: Settings, new: Settings) -> Settings:
-    """*old* with the sections a reload applies (queues, limits, schedules, logging) of *new*."""
-    return dataclasses.replace(
-        old,
-        queues=new.queues,
-        limits=new.limits,
-        schedules=new.schedules,
-        logging=new.logging,
-        sources=new.sources,
-        warnings=new.warnings,
-    )
-
-
-def _pause_is_explicit(settings: Settings, queue: QueueSettings) -> bool:
-    """Whether the file (or env/flags) states the queue's pause state, not the default."""
-    return settings.source_of(f"queues.{queue.name}.paused") != "default"
-
-
-def _sync_queues(conn: Conn, settings: Settings, previous: Settings | None) -> tuple[str, ...]:
-    """Apply each queue's explicit ``paused`` setting; returns the queues whose state changed.
-
-    Queues whose pause state the file does not state keep whatever an operator set with
-    ``reproq pause``/``resume`` or the TUI.
-    """
-    from reproq.ops.admin import pause_queue, resume_queue
-    from reproq.ops.observe import list_queues
-
-    current = {q.queue: q for q in list_queues(conn, count_cap=1)}
-    changed: list[str] = []
-    for queue in settings.queues:
-        if not _pause_is_explicit(settings, queue):
-            continue
-        now = current.get(queue.name)
-        was_paused = bool(now and now.paused)
-        if queue.paused:
-            if was_paused and now is not None and now.pause_reason == queue.reason:
-                continue
-            pause_queue(conn, queue.name, queue.reason)
-            reason = f" ({queue.reason})" if queue.reason else ""
-            logger.info("queue %s: paused by the config%s", queue.name, reason)
-        else:
-            if not was_paused:
-                continue
-            resume_queue(conn, queue.name)
-            logger.info("queue %s: resumed by the config (paused = false)", queue.name)
-        changed.append(queue.name)
-    return tuple(changed)
-
-
-def _sync_limits(
-    conn: Conn, settings: Settings, previous: Settings | None
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Set each configured limit that differs; on reload remove limits dropped from the file.
-
-    Returns (keys set, keys removed). At start, limits in the database that the file
-    does not mention are kept (``reproq limit set`` may have made them) and listed.
-    """
-    from reproq.ops.admin import remove_limit, set_limit
-    from reproq.ops.observe import list_limits
-
-    existing = {lim.key: lim for lim in list_limits(conn)}
-    wanted: Mapping[str, RateLimitSettings] = {lim.key: lim for lim in settings.limits}
-    set_keys: list[str] = []
-    for key, lim in wanted.items():
-        have = existing.get(key)
-        if (
-            have is not None
-            and abs(have.tokens_per_second - lim.rate) < 1e-6
-            and have.burst_size == lim.burst
-        ):
-            continue
-        set_limit(conn, key, lim.rate, lim.burst)
-        rate = "no limit" if lim.rate <= 0 else f"{lim.rate:g}/s burst {lim.burst}"
-        logger.info("rate limit %s: %s", key, rate)
-        set_keys.append(key)
-    removed: list[str] = []
-    if previous is not None:
-        for key in sorted({lim.key for lim in previous.limits} - set(wanted)):
-            try:
-                remove_limit(conn, key)
-            except NotFound:
-                continue
-            logger.info("rate limit %s: removed (no longer in the config)", key)
-            removed.append(key)
-    else:
-        extra = sorted(
-            key
-            for key, lim in existing.items()
-            if key not in wanted and not (key == "global" and lim.unlimited)
-        )
-        if extra:
-            logger.info(
-                "rate limits in the database but not in the config (kept): %s", ", ".join(extra)
-            )
-    return tuple(set_keys), tuple(removed)

@@ -267,6 +267,8 @@ class _Bench:
             shutdown_timeout=10,
             extra_args=(
                 *(("--connections", str(connections)) if connections > 1 else ()),
+                # reproq's own side of the contract (the default module is reproq-django's).
+                *(("--executor-module", "reproq.executor") if executor == "subprocess" else ()),
                 *extra_args,
                 *self.config.worker_args,
             ),

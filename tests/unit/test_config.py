@@ -27,6 +27,7 @@ from reproq.config import (
     show_settings,
     starter_config,
 )
+from reproq.db import DSN_ENV_VARS
 from reproq.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +118,6 @@ def test_worker_id_comes_from_the_seed_variable_too() -> None:
 
 def test_every_documented_environment_variable_sets_its_key() -> None:
     samples = {
-        "database.dsn": "postgresql://x/y",
         "database.pool_size": "3",
         "database.embedded_data_dir": "/srv/pg",
         "database.embedded_port": "5544",
@@ -150,10 +150,22 @@ def test_every_documented_environment_variable_sets_its_key() -> None:
         "logging.level": "debug",
         "logging.json": "1",
     }
-    assert set(samples) == set(ENV_VARS.values())
+    ignored = {"worker.process_role"}
+    assert set(samples) | ignored == set(ENV_VARS.values())
+    for name in DSN_ENV_VARS:
+        settings = load_settings(None, env={name: "postgresql://x/y"})
+        assert settings.source_of("database.dsn") == f"env:{name}"
     # A certificate comes with its key (and a client CA needs both).
     tls = {"REPROQ_METRICS_TLS_CERT": "/c.pem", "REPROQ_METRICS_TLS_KEY": "/k.pem"}
     for name, key in ENV_VARS.items():
+        if key in ignored:
+            warnings = load_settings(None, env={name: "30"}).warnings
+            assert warnings == (
+                f"{key}: accepted for compatibility and ignored: "
+                + warnings[0].split("ignored: ", 1)[1],
+            )
+            assert warnings[0].endswith(f"(from ${name})")
+            continue
         env = dict(tls) if key.startswith("metrics.tls_") else {}
         env[name] = samples[key]
         settings = load_settings(None, env=env)

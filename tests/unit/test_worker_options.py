@@ -71,8 +71,22 @@ def test_the_cli_requires_the_allow_list(
 
 
 def test_cli_durations_accept_units() -> None:
-    args = _args("--lease-seconds", "5m", "--shutdown-timeout", "30s", "--heartbeat-seconds", "90")
-    assert (args.lease_seconds, args.shutdown_timeout, args.heartbeat_seconds) == (300, 30, 90)
+    args = _args(
+        "--allowed-task-modules",
+        "app.",
+        "--lease-seconds",
+        "5m",
+        "--shutdown-timeout",
+        "30s",
+        "--heartbeat-seconds",
+        "90",
+    )
+    options = options_from_args(args)
+    assert (options.lease_seconds, options.shutdown_timeout, options.heartbeat_seconds) == (
+        300,
+        30,
+        90,
+    )
 
 
 def _executor_options(*argv: str) -> dict[str, object]:
@@ -83,7 +97,9 @@ def test_executor_flags_become_executor_options() -> None:
     assert _executor_options() == {"max_output_bytes": 1024 * 1024}  # the thread executor's cap
     assert _executor_options("--max-output-bytes", "4096") == {"max_output_bytes": 4096}
     mock = _executor_options("--executor", "mock", "--mock-duration", "0.1-0.2")
-    assert mock == {"duration": "0.1-0.2", "failure_rate": 0.0}
+    assert mock == {"duration": (0.1, 0.2), "failure_rate": 0.0}
+    seeded = _executor_options("--executor", "mock", "--mock-duration", "1", "--mock-seed", "7")
+    assert seeded == {"duration": 1.0, "failure_rate": 0.0, "seed": 7}
     sub = _executor_options(
         "--executor", "subprocess", "--python", "/venv/bin/python", "--executor-module", "m"
     )
