@@ -156,7 +156,8 @@ def test_every_documented_environment_variable_sets_its_key() -> None:
         settings = load_settings(None, env={name: "postgresql://x/y"})
         assert settings.source_of("database.dsn") == f"env:{name}"
     # A certificate comes with its key (and a client CA needs both).
-    tls = {"REPROQ_METRICS_TLS_CERT": "/c.pem", "REPROQ_METRICS_TLS_KEY": "/k.pem"}
+    tls = {"metrics.tls_cert": ("METRICS_TLS_CERT", "/c.pem")}
+    tls["metrics.tls_key"] = ("METRICS_TLS_KEY", "/k.pem")
     for name, key in ENV_VARS.items():
         if key in ignored:
             warnings = load_settings(None, env={name: "30"}).warnings
@@ -166,7 +167,11 @@ def test_every_documented_environment_variable_sets_its_key() -> None:
             )
             assert warnings[0].endswith(f"(from ${name})")
             continue
-        env = dict(tls) if key.startswith("metrics.tls_") else {}
+        env = {
+            companion: value
+            for other, (companion, value) in tls.items()
+            if key.startswith("metrics.tls_") and other != key
+        }
         env[name] = samples[key]
         settings = load_settings(None, env=env)
         if key.startswith("worker.") and key.split(".")[1] in ("concurrency", "queues", "executor"):
