@@ -46,24 +46,27 @@ class DurationError(UsageError, ValueError):
     """
 
 
-def parse_duration(text: str | int | float, *, key: str = "") -> float:
+def parse_duration(
+    text: str | int | float, *, key: str = "", maximum: float | None = None
+) -> float:
     """Seconds in *text*: a non-negative number of seconds or a string such as ``"1h30m"``.
 
     *key* names the setting or flag in the error message (``"worker.lease_seconds"``).
-    Raises :class:`DurationError` for negative, non-finite or unreadable values.
+    Raises :class:`DurationError` for negative, non-finite or unreadable values, and for
+    values over *maximum* seconds (by default :data:`MAX_DURATION_SECONDS`).
     """
     where = f"{key}: " if key else ""
     if isinstance(text, bool) or not isinstance(text, int | float | str):
         raise DurationError(f"{where}invalid duration {text!r}: {_HINT}")
     if isinstance(text, int | float):
-        return _checked(float(text), text, where)
+        return _checked(float(text), text, where, maximum)
     stripped = text.strip()
     if stripped.startswith("-"):
         raise DurationError(f"{where}invalid duration {text!r}: must not be negative")
     if not stripped:
         raise DurationError(f"{where}invalid duration {text!r}: {_HINT}")
     if _NUMBER.fullmatch(stripped):
-        return _checked(float(stripped), text, where)
+        return _checked(float(stripped), text, where, maximum)
     total = 0.0
     pos = 0
     while pos < len(stripped):
@@ -72,14 +75,19 @@ def parse_duration(text: str | int | float, *, key: str = "") -> float:
             raise DurationError(f"{where}invalid duration {text!r}: {_HINT}")
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
-    return _checked(total, text, where)
+    return _checked(total, text, where, maximum)
 
 
-def _checked(seconds: float, original: object, where: str) -> float:
+def _checked(seconds: float, original: object, where: str, maximum: float | None) -> float:
     if math.isnan(seconds) or math.isinf(seconds):
         raise DurationError(f"{where}invalid duration {original!r}: must be a finite number")
     if seconds < 0:
         raise DurationError(f"{where}invalid duration {original!r}: must not be negative")
+    if maximum is not None and seconds > maximum:
+        raise DurationError(
+            f"{where}invalid duration {original!r}: must be at most {maximum:.0f} "
+            f"({maximum / 86_400:g}d)"
+        )
     if seconds > MAX_DURATION_SECONDS:
         raise DurationError(
             f"{where}invalid duration {original!r}: must be at most "

@@ -162,7 +162,7 @@ def _duration(*, positive: bool, maximum: int = MAX_DURATION) -> Coerce:
                 f"expected a duration (seconds or a string like '30s'), got {describe(raw)}"
             )
         try:
-            seconds = parse_duration(raw)
+            seconds = parse_duration(raw, maximum=maximum)
         except DurationError as exc:
             raise Invalid(str(exc)) from None
         if positive and seconds <= 0:

@@ -21,21 +21,21 @@ import json
 import logging
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from reproq.runtime.events import EventFilter, Subscription
-from reproq.runtime.httpauth import credential_valid
+from reproq.runtime.events import EventBroker, EventFilter, Subscription
+from reproq.runtime.health import HealthReport
+from reproq.runtime.httpauth import AuthLimiter, credential_valid
 
-if TYPE_CHECKING:
-    from reproq.runtime.httpserver import MetricsServer
-
-__all__ = ["EventStream", "Handler", "Limits", "canned_response", "quiet"]
+__all__ = ["EventStream", "Handler", "Limits", "Owner", "canned_response", "quiet"]
 
 logger = logging.getLogger("reproq.metrics")
 
@@ -92,6 +92,25 @@ class _Writer(io.BufferedIOBase):
             return view.nbytes
 
 
+class Owner(Protocol):
+    """What a handler reads from the server that owns it
+    (:class:`~reproq.runtime.httpserver.MetricsServer`)."""
+
+    token: bytes | None
+    limiter: AuthLimiter
+    registry: CollectorRegistry
+    events: EventBroker | None
+    limits: Limits
+    streams: threading.BoundedSemaphore
+
+    def health(self) -> HealthReport:
+        """The ``/healthz`` verdict now."""
+
+    @property
+    def closing(self) -> bool:
+        """True once the server is shutting down."""
+
+
 class Handler(BaseHTTPRequestHandler):
     """Answers one request whose head (request line and headers) is already read.
 
@@ -103,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "reproq"
     sys_version = ""
 
-    def __init__(self, sock: socket.socket, host: str, head: bytes, owner: MetricsServer) -> None:
+    def __init__(self, sock: socket.socket, host: str, head: bytes, owner: Owner) -> None:
         self.owner = owner
         self.stream: EventStream | None = None
         self._head = head

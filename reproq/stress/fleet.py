@@ -153,6 +153,8 @@ class Fleet:
             s.allowed_task_modules,
             "--executor",
             executor,
+            # The subprocess executor's default module is reproq-django's; ours runs here.
+            *(["--executor-module", "reproq.executor"] if executor == "subprocess" else []),
             "--lease-seconds",
             _seconds(s.lease_seconds),
             "--heartbeat-seconds",

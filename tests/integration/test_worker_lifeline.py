@@ -38,7 +38,9 @@ def test_killing_a_subprocess_worker_kills_the_process_group_of_its_task(
         120,
         timeout_seconds=600,
     )
-    worker = start_cli_worker(dsn, "lifeline", "--executor", "subprocess")
+    worker = start_cli_worker(
+        dsn, "lifeline", "--executor", "subprocess", "--executor-module", "reproq.executor"
+    )
     pgid = 0
     try:
         wait_until(pid_file.exists, 30)
@@ -66,7 +68,9 @@ def test_a_task_of_a_frozen_subprocess_worker_does_not_outlive_its_timeout(
         120,
         timeout_seconds=2,
     )
-    worker = start_cli_worker(dsn, "lifeline-frozen", "--executor", "subprocess")
+    worker = start_cli_worker(
+        dsn, "lifeline-frozen", "--executor", "subprocess", "--executor-module", "reproq.executor"
+    )
     pgid = 0
     try:
         wait_until(pid_file.exists, 30)

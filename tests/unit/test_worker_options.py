@@ -159,7 +159,7 @@ def test_a_thread_pool_in_a_config_file_caps_task_output_at_max_output_bytes(
     tmp_path: Path,
 ) -> None:
     from reproq.config import load_settings
-    from reproq.runtime.supervisor import executor_options
+    from reproq.runtime.pools import executor_options
 
     config = tmp_path / "t.toml"
     config.write_text(
