@@ -68,6 +68,8 @@ def test_escapes_fail_as_security_violations_and_never_run(
             f"escapes-{executor}",
             "--executor",
             executor,
+            # The subprocess executor's default module is reproq-django's: name ours.
+            *(["--executor-module", "reproq.executor"] if executor == "subprocess" else []),
             "--concurrency",
             "2",
             "--allowed-task-modules",
