@@ -56,6 +56,7 @@ from reproq.engine.attempt import (
     AllowList,
     AttemptPolicy,
     Refusal,
+    cancelled_completion,
     failure_completion,
     outcome_completion,
     prepare_call,
@@ -1003,15 +1004,7 @@ class Worker(InBackground):
                     return _Outcome.DISCARD
                 if stop is _Stop.SHUTDOWN:
                     return _Outcome.GIVE_BACK
-                return failure_completion(
-                    attempt.lease,
-                    ErrorKind.CANCELLED,
-                    outcome.message or "cancelled on request",
-                    policy,
-                    at=self._at(),
-                    exception_class=outcome.exception_class,
-                    traceback=outcome.traceback,
-                )
+                return cancelled_completion(attempt.lease, outcome, policy, at=self._at())
             if stop is _Stop.LEASE_LOST:
                 return _Outcome.DISCARD
             return outcome_completion(attempt.lease, outcome, policy, at=self._at)
