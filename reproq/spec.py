@@ -47,11 +47,17 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def encode_value(value: Any, *, where: str = "args") -> JSONValue:
-    """Encode one task argument the way reproq-django does.
+    """Encode one task argument the way reproq-django does, so both sides hash alike.
 
-    Decimal and UUID become strings, datetimes/dates/times ISO 8601, tuples lists,
-    timedeltas and Django model instances tagged objects. Anything else that JSON cannot
-    hold raises :class:`InvalidSpec` naming where in the arguments it was found.
+    Its encoder is Django's ``DjangoJSONEncoder`` after tagging timedeltas and model
+    instances: datetimes become ISO 8601 cut to milliseconds, with ``Z`` for a zero UTC
+    offset (``2025-05-05T01:02:03.456Z``); dates ISO 8601; naive times ISO 8601 cut to
+    milliseconds; Decimal, UUID and Django's lazy strings their ``str``; tuples lists;
+    timedeltas and Django model instances tagged objects (the model's primary key as a
+    string). Anything else that JSON cannot hold raises :class:`InvalidSpec` naming where
+    in the arguments it was found, as do timezone-aware times and dict keys that are not
+    strings (reproq-django's encoder fails on the former and sorts the latter as numbers,
+    so no string-keyed spec could hash the same).
     """
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -59,17 +65,6 @@ def encode_value(value: Any, *, where: str = "args") -> JSONValue:
         if not math.isfinite(value):
             raise InvalidSpec(f"{where}: {value!r} is not valid JSON")
         return value
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return {
-            "__reproq_type__": "timedelta",
-            "days": value.days,
-            "seconds": value.seconds,
-            "microseconds": value.microseconds,
-        }
     if isinstance(value, Mapping):
         out: dict[str, JSONValue] = {}
         for key, item in value.items():
@@ -84,15 +79,55 @@ def encode_value(value: Any, *, where: str = "args") -> JSONValue:
             item if type(item) in _PLAIN else encode_value(item, where=f"{where}[{i}]")
             for i, item in enumerate(value)
         ]
+    # Model instances first, as reproq-django checks them: a model is never a date.
     meta = getattr(value, "_meta", None)
     if meta is not None and hasattr(value, "pk"):
+        if value.pk is None:
+            raise InvalidSpec(f"{where}: a model instance without a primary key cannot be sent")
         return {
             "__reproq_type__": "model",
             "app_label": meta.app_label,
             "model": meta.model_name,
-            "pk": encode_value(value.pk, where=f"{where}.pk"),
+            "pk": str(value.pk),
         }
+    if isinstance(value, dt.timedelta):
+        return {
+            "__reproq_type__": "timedelta",
+            "days": value.days,
+            "seconds": value.seconds,
+            "microseconds": value.microseconds,
+        }
+    if isinstance(value, dt.datetime):
+        return _encode_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        if value.utcoffset() is not None:
+            raise InvalidSpec(f"{where}: a timezone-aware time {value!r} cannot be sent as JSON")
+        text = value.isoformat()
+        return text[:12] if value.microsecond else text
+    if isinstance(value, Decimal | uuid.UUID) or _is_lazy_string(value):
+        return str(value)
     raise InvalidSpec(f"{where}: cannot encode {type(value).__name__} value {value!r} as JSON")
+
+
+def _encode_datetime(value: dt.datetime) -> str:
+    """ISO 8601 with milliseconds (not microseconds) and ``Z`` for a zero UTC offset."""
+    text = value.isoformat()
+    if value.microsecond:
+        # "YYYY-MM-DDTHH:MM:SS.ffffff" is 26 characters; the offset (if any) follows.
+        text = text[:23] + text[26:]
+    if text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    return text
+
+
+def _is_lazy_string(value: Any) -> bool:
+    """A Django lazy translation string (``gettext_lazy``), found without importing Django."""
+    return any(
+        cls.__name__ == "Promise" and cls.__module__ == "django.utils.functional"
+        for cls in type(value).__mro__
+    )
 
 
 def build_spec(

@@ -10,8 +10,13 @@ After: an :class:`~reproq.executors.base.Outcome` becomes a
 :class:`~reproq.engine.completion.Completion`: the return value as JSON (a value JSON cannot
 hold, or one larger than ``max_output_bytes``, fails the attempt clearly), or an
 ``errors_json`` entry ``{kind, message, exception_class, traceback, attempt, at,
-worker_id}`` with the retry decision of :mod:`reproq.engine.retry`. Captured output goes to
-``<logs_dir>/task-<id>-attempt-<n>.log`` (mode 0600) when a logs directory is set.
+worker_id}`` with the retry decision of :mod:`reproq.engine.retry`.
+
+With a logs directory set, every recorded attempt gets ``<logs_dir>/task-<id>-attempt-<n>.log``
+(mode 0600), named in ``logs_uri``, so ``manage.py reproq logs --id N`` always finds one:
+what the task wrote, laid out as the Go worker writes it (``STDOUT:`` then ``STDERR:``),
+even when it wrote nothing; or, for an attempt the worker ended itself (refused, timed
+out in a thread, executor failure), a ``WORKER:`` section saying why.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "AllowList",
     "AttemptPolicy",
     "Refusal",
+    "cancelled_completion",
     "failure_completion",
     "outcome_completion",
     "prepare_call",
@@ -183,7 +189,7 @@ def outcome_completion(
     ``at`` (the error entry's timestamp) may be a callable, only called on failure.
     """
     logs_uri = None
-    if policy.logs_dir and (outcome.stdout or outcome.stderr):
+    if policy.logs_dir:
         logs_uri = write_log(policy.logs_dir, lease, outcome.stdout, outcome.stderr)
     if outcome.ok:
         value = outcome.return_value
@@ -233,6 +239,25 @@ def outcome_completion(
     )
 
 
+def cancelled_completion(
+    lease: Held, outcome: Outcome, policy: AttemptPolicy, *, at: str | Callable[[], str]
+) -> Completion:
+    """The record of an attempt stopped by a cancel request (what it wrote kept in its log)."""
+    logs_uri = None
+    if policy.logs_dir:
+        logs_uri = write_log(policy.logs_dir, lease, outcome.stdout, outcome.stderr)
+    return failure_completion(
+        lease,
+        ErrorKind.CANCELLED,
+        outcome.message or "cancelled on request",
+        policy,
+        at=at,
+        exception_class=outcome.exception_class,
+        traceback=outcome.traceback,
+        logs_uri=logs_uri,
+    )
+
+
 def failure_completion(
     lease: Held,
     kind: ErrorKind,
@@ -244,8 +269,14 @@ def failure_completion(
     traceback: str | None = None,
     logs_uri: str | None = None,
 ) -> Completion:
-    """The record of a failed attempt: a retry after the backoff, or FAILED for good."""
+    """The record of a failed attempt: a retry after the backoff, or FAILED for good.
+
+    Without a ``logs_uri`` (the attempt's output was not written), the attempt's log file
+    says why the worker ended it.
+    """
     message = _clean(message)
+    if logs_uri is None and policy.logs_dir:
+        logs_uri = _write(policy.logs_dir, lease, f"WORKER:\n{kind}: {message}\n", append=True)
     entry = {
         "kind": str(kind),
         "message": message,
@@ -269,17 +300,31 @@ def failure_completion(
 
 
 def write_log(logs_dir: str, lease: Held, stdout: str, stderr: str) -> str | None:
-    """Write captured output to ``task-<id>-attempt-<n>.log`` (0600); its path, or None."""
+    """Write an attempt's output to ``task-<id>-attempt-<n>.log`` (0600); its path, or None.
+
+    The layout is the Go worker's: ``STDOUT:`` and ``STDERR:`` lines, each stream ending
+    with a newline.
+    """
+    body = f"STDOUT:\n{stdout}{_newline(stdout)}STDERR:\n{stderr}{_newline(stderr)}"
+    return _write(logs_dir, lease, body, append=False)
+
+
+def _newline(text: str) -> str:
+    return "" if text.endswith("\n") else "\n"
+
+
+def _write(logs_dir: str, lease: Held, body: str, *, append: bool) -> str | None:
+    """Write (or add to) the attempt's log file; its absolute path, or None if it failed.
+
+    Adding keeps output already written for the attempt (a note after it).
+    """
     path = os.path.abspath(
         os.path.join(logs_dir, f"task-{lease.result_id}-attempt-{lease.attempt}.log")
     )
-    body = f"== stdout ==\n{stdout}"
-    if stdout and not stdout.endswith("\n"):
-        body += "\n"
-    body += f"== stderr ==\n{stderr}"
+    mode = os.O_APPEND if append else os.O_TRUNC
     try:
         os.makedirs(logs_dir, mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, 0o600)  # also when the file already existed with other modes
             with os.fdopen(fd, "w", encoding="utf-8", errors="replace", closefd=False) as handle:

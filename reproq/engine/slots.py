@@ -29,6 +29,7 @@ from reproq.clock import Clock
 from reproq.engine.attempt import (
     AttemptPolicy,
     Refusal,
+    cancelled_completion,
     failure_completion,
     outcome_completion,
     prepare_call,
@@ -292,15 +293,7 @@ class Slots:
                     return Handback.DISCARD
                 if stop is Stop.SHUTDOWN:
                     return Handback.GIVE_BACK
-                return failure_completion(
-                    attempt.lease,
-                    ErrorKind.CANCELLED,
-                    outcome.message or "cancelled on request",
-                    policy,
-                    at=self._at(),
-                    exception_class=outcome.exception_class,
-                    traceback=outcome.traceback,
-                )
+                return cancelled_completion(attempt.lease, outcome, policy, at=self._at())
             if stop is Stop.LEASE_LOST:
                 return Handback.DISCARD
             return outcome_completion(attempt.lease, outcome, policy, at=self._at)

@@ -122,6 +122,12 @@ def _sync_schedules(
     ):
         if names:
             logger.info("schedules %s: %s", label, ", ".join(names))
+    for name in report.not_owned:
+        logger.warning(
+            "schedule %s: its periodic_tasks row was not created by a reproq config "
+            "(reproq-django's, or written by hand); left as it is",
+            name,
+        )
     if previous is None:
         logger.info(
             "schedules: %d in the config (%d unchanged)",

@@ -278,7 +278,8 @@ class Beat:
                     owners.extend((row["name"], t) for t in plan.fire_times)
                     names.append(row["name"])
                     next_runs.append(plan.next_run_at)
-                    last_runs.append(now if plan.fire_times else None)
+                    # As reproq-django's Go worker records it: the fire time enqueued.
+                    last_runs.append(max(plan.fire_times) if plan.fire_times else None)
                 ids = insert_tasks(conn, tasks) if tasks else []
                 if names:
                     conn.execute(
@@ -392,8 +393,9 @@ def current_leader(conn: Conn, *, lock_id: int = BEAT_LOCK_ID) -> BeatLeader | N
 def decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
     """``(args, kwargs)`` from ``periodic_tasks.payload_json``.
 
-    An object whose keys are only ``args`` and/or ``kwargs`` is that pair; a bare array is
-    the args; any other object is the kwargs. Raises :class:`InvalidSpec` otherwise.
+    An object with an ``args`` or a ``kwargs`` key is that pair (other keys are ignored, as
+    reproq-django's Go worker ignores them); a bare array is the args; any other object is
+    the kwargs. Raises :class:`InvalidSpec` otherwise.
     """
     if payload is None:
         return [], {}
@@ -401,7 +403,7 @@ def decode_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
         return list(payload), {}
     if not isinstance(payload, dict):
         raise InvalidSpec(f"payload_json must be an object or an array, got {payload!r}")
-    if payload and set(payload) <= {"args", "kwargs"}:
+    if "args" in payload or "kwargs" in payload:
         args = payload.get("args") or []
         kwargs = payload.get("kwargs") or {}
         if not isinstance(args, list):

@@ -21,7 +21,7 @@ from reproq.queries import q
 from reproq.schedule.cron import CronSchedule, MisfirePolicy
 from reproq.spec import build_spec, encode_value
 
-__all__ = ["BEAT_SYNC_LOCK_ID", "ScheduleLike", "SyncReport", "sync_schedules"]
+__all__ = ["BEAT_SYNC_LOCK_ID", "CONFIG_OWNER", "ScheduleLike", "SyncReport", "sync_schedules"]
 
 BEAT_SYNC_LOCK_ID = 0x7265_7072_6F71_0003
 """Transaction advisory lock key serialising :func:`sync_schedules` runs."""
@@ -71,32 +71,46 @@ class SyncReport:
     rescheduled: tuple[str, ...] = ()
     """Rows whose ``next_run_at`` was recomputed (cron or zone changed, or re-enabled)."""
     disabled: tuple[str, ...] = ()
-    """Enabled rows no longer in the config, now disabled (never deleted)."""
+    """Enabled rows the config created that are no longer in it, now disabled (never deleted)."""
     unchanged: tuple[str, ...] = ()
     """Configured rows already matching the config."""
+    not_owned: tuple[str, ...] = ()
+    """Configured names whose existing row no config created (reproq-django's, or one
+    written by hand): left exactly as they are."""
+
+
+CONFIG_OWNER = "reproq-config"
+"""``periodic_tasks.managed_by`` of the rows that ``[[schedules]]`` in a config created."""
 
 
 def sync_schedules(conn: Conn, schedules: Sequence[ScheduleLike], *, now: datetime) -> SyncReport:
-    """Make ``periodic_tasks`` match the configured schedules, upserting by name.
+    """Make the config's own ``periodic_tasks`` rows match the configured schedules.
 
-    The stored ``cron_expr`` carries a ``CRON_TZ=Zone`` prefix when the zone is not UTC
-    (the form reproq-django reads). ``next_run_at`` is recomputed as the first fire time
-    after ``now`` only for new rows, when the cron or zone changed, or when a disabled
-    row is enabled again (time spent disabled is not a misfire); otherwise it is kept,
-    so a restart neither skips nor repeats a run. Rows not in ``schedules`` are
-    disabled, not deleted. Runs in one transaction (or within the caller's). Raises
-    :class:`ConfigError` for a bad cron, zone, task path, misfire policy or a duplicate name.
+    A config owns the rows it created (``managed_by`` = :data:`CONFIG_OWNER`) and only
+    those: a configured name whose row someone else wrote (reproq-django, an operator) is
+    left as it is and reported in ``not_owned``, and only owned rows that left the config
+    are disabled (never deleted). The stored ``cron_expr`` carries a ``CRON_TZ=Zone``
+    prefix when the zone is not UTC (the form reproq-django reads). ``next_run_at`` is
+    recomputed as the first fire time after ``now`` only for new rows, when the cron or
+    zone changed, or when a disabled row is enabled again (time spent disabled is not a
+    misfire); otherwise it is kept, so a restart neither skips nor repeats a run. Runs in
+    one transaction (or within the caller's). Raises :class:`ConfigError` for a bad cron,
+    zone, task path, misfire policy or a duplicate name.
     """
     desired = _validate_schedules(schedules)
     created: list[str] = []
     updated: list[str] = []
     rescheduled: list[str] = []
     unchanged: list[str] = []
+    not_owned: list[str] = []
     with translate_errors(), conn.transaction():
         conn.execute(q("beat_sync_lock"), {"lock_id": BEAT_SYNC_LOCK_ID})
         existing = {row["name"]: row for row in conn.execute(q("beat_sync_existing")).fetchall()}
         for name, (schedule, params) in desired.items():
             row = existing.get(name)
+            if row is not None and row["managed_by"] != CONFIG_OWNER:
+                not_owned.append(name)
+                continue
             if row is None:
                 params["next_run_at"] = schedule.next_after(now)
                 conn.execute(q("beat_sync_insert"), _with_json(params))
@@ -113,16 +127,19 @@ def sync_schedules(conn: Conn, schedules: Sequence[ScheduleLike], *, now: dateti
             else:
                 unchanged.append(name)
         gone = sorted(
-            name for name, row in existing.items() if name not in desired and row["enabled"]
+            name
+            for name, row in existing.items()
+            if name not in desired and row["enabled"] and row["managed_by"] == CONFIG_OWNER
         )
         if gone:
-            conn.execute(q("beat_sync_disable"), {"names": gone})
+            conn.execute(q("beat_sync_disable"), {"names": gone, "managed_by": CONFIG_OWNER})
     return SyncReport(
         created=tuple(sorted(created)),
         updated=tuple(sorted(updated)),
         rescheduled=tuple(sorted(rescheduled)),
         disabled=tuple(gone),
         unchanged=tuple(sorted(unchanged)),
+        not_owned=tuple(sorted(not_owned)),
     )
 
 
@@ -176,6 +193,7 @@ def _validate_schedules(
             "enabled": bool(item.enabled),
             "misfire_policy": policy.value,
             "misfire_limit": int(item.misfire_limit),
+            "managed_by": CONFIG_OWNER,
         }
         desired[name] = (schedule, params)
     return desired

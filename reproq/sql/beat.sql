@@ -58,21 +58,24 @@ SELECT pg_advisory_xact_lock(%(lock_id)s);
 
 -- name: beat_sync_existing
 SELECT name, cron_expr, task_path, payload_json, queue_name, priority, max_attempts,
-       concurrency_key, concurrency_limit, next_run_at, enabled, misfire_policy, misfire_limit
+       concurrency_key, concurrency_limit, next_run_at, enabled, misfire_policy, misfire_limit,
+       managed_by
 FROM periodic_tasks
 ORDER BY name
 FOR UPDATE;
 
 -- name: beat_sync_insert
--- Every NOT NULL column is named: a table created by reproq-django has no defaults.
+-- Every NOT NULL column is named: a table created by reproq-django has no defaults. The
+-- row is marked as the config's own (managed_by), so later syncs may change or disable it.
 INSERT INTO periodic_tasks (
     name, cron_expr, task_path, payload_json, queue_name, priority, max_attempts,
     concurrency_key, concurrency_limit, last_run_at, next_run_at, enabled,
-    misfire_policy, misfire_limit, created_at, updated_at
+    misfire_policy, misfire_limit, managed_by, created_at, updated_at
 ) VALUES (
     %(name)s, %(cron_expr)s, %(task_path)s, %(payload_json)s::jsonb, %(queue_name)s,
     %(priority)s, %(max_attempts)s, %(concurrency_key)s, %(concurrency_limit)s, NULL,
-    %(next_run_at)s, %(enabled)s, %(misfire_policy)s, %(misfire_limit)s, now(), now()
+    %(next_run_at)s, %(enabled)s, %(misfire_policy)s, %(misfire_limit)s, %(managed_by)s,
+    now(), now()
 );
 
 -- name: beat_sync_update
@@ -90,9 +93,9 @@ SET cron_expr = %(cron_expr)s,
     misfire_policy = %(misfire_policy)s,
     misfire_limit = %(misfire_limit)s,
     updated_at = now()
-WHERE name = %(name)s;
+WHERE name = %(name)s AND managed_by = %(managed_by)s;
 
 -- name: beat_sync_disable
 UPDATE periodic_tasks
 SET enabled = false, updated_at = now()
-WHERE name = ANY(%(names)s::text[]) AND enabled;
+WHERE name = ANY(%(names)s::text[]) AND enabled AND managed_by = %(managed_by)s;

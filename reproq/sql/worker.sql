@@ -273,7 +273,9 @@ WHERE EXISTS (SELECT 1 FROM keyed k WHERE k.bucket IS NOT NULL AND k.brank > flo
 -- Recording: %(rows)s is a JSON object mapping each result_id (as text) to how its attempt
 -- ended: a = the attempt, s = the status (SUCCESSFUL; READY, a retry after d seconds;
 -- FAILED), r = the return value, e = the errors_json entry to append, m = last_error,
--- l = logs_uri. Rows are found by primary key and their entry looked up in the object,
+-- l = logs_uri. The columns are written as reproq-django's Go worker writes them: lease
+-- columns cleared however the attempt ended, last_error and failed_at set only on a final
+-- FAILED (which also clears run_after), finished_at cleared on a retry. Rows are found by primary key and their entry looked up in the object,
 -- never joined with it: such a join can be planned as a nested loop costing batch size
 -- times RUNNING rows. Fenced per row on (leased_by, attempts, RUNNING); rows whose lease
 -- is gone are left alone. Result rows of kind 'finished' name the rows recorded.
@@ -295,18 +297,19 @@ finished AS (
                            THEN coalesce(t.errors_json, '[]'::jsonb)
                                 || jsonb_build_array(%(rows)s::jsonb -> t.result_id::text -> 'e')
                            ELSE t.errors_json END,
-        run_after = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
-                         THEN now() + make_interval(
-                             secs => (%(rows)s::jsonb -> t.result_id::text ->> 'd')::float8)
-                         ELSE t.run_after END,
+        run_after = CASE %(rows)s::jsonb -> t.result_id::text ->> 's'
+                        WHEN 'READY' THEN now() + make_interval(
+                            secs => (%(rows)s::jsonb -> t.result_id::text ->> 'd')::float8)
+                        WHEN 'FAILED' THEN NULL
+                        ELSE t.run_after END,
         finished_at = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
-                           THEN t.finished_at ELSE now() END,
+                           THEN NULL ELSE now() END,
         failed_at = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'FAILED'
-                         THEN now() ELSE t.failed_at END,
-        last_error = coalesce(%(rows)s::jsonb -> t.result_id::text ->> 'm', t.last_error),
+                         THEN now() END,
+        last_error = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'FAILED'
+                          THEN %(rows)s::jsonb -> t.result_id::text ->> 'm' END,
         logs_uri = coalesce(%(rows)s::jsonb -> t.result_id::text ->> 'l', t.logs_uri),
-        leased_by = CASE WHEN %(rows)s::jsonb -> t.result_id::text ->> 's' = 'READY'
-                         THEN NULL ELSE t.leased_by END,
+        leased_by = NULL,
         leased_until = NULL,
         updated_at = now()
     WHERE t.result_id = ANY(ARRAY(SELECT k::bigint FROM jsonb_object_keys(%(rows)s::jsonb) AS k))
@@ -536,9 +539,9 @@ UPDATE task_runs t SET
         'attempt', t.attempts,
         'at', now(),
         'worker_id', t.leased_by)),
-    last_error = left(d.message, 1024),
-    failed_at = CASE WHEN d.final THEN now() ELSE t.failed_at END,
-    finished_at = CASE WHEN d.final THEN now() ELSE t.finished_at END,
+    last_error = CASE WHEN d.final THEN left(d.message, 1024) END,
+    failed_at = CASE WHEN d.final THEN now() END,
+    finished_at = CASE WHEN d.final THEN now() END,
     leased_by = NULL,
     leased_until = NULL,
     updated_at = now()
@@ -621,6 +624,8 @@ UPDATE task_runs t SET
         'attempt', t.attempts,
         'at', now(),
         'worker_id', %(worker_id)s::text)),
+    run_after = NULL,
+    wait_count = 0,
     updated_at = now()
 FROM (SELECT DISTINCT ON (result_id) result_id, cause FROM doomed ORDER BY result_id) d
 WHERE t.result_id = d.result_id AND t.status = 'WAITING'

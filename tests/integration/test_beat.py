@@ -119,7 +119,7 @@ def test_due_schedule_is_enqueued_with_periodic_name_and_scheduled_at(
     assert spec["scheduled_at"] == "2026-01-01T10:00:00+00:00"
     row = schedule_row(conn, "report")
     assert row["next_run_at"] == T0 + timedelta(minutes=5)
-    assert row["last_run_at"] == clock.now()
+    assert row["last_run_at"] == T0  # the fire time enqueued, not when beat ran
     # Nothing more is due until 10:05.
     assert beat.run_once() == 0
     clock.set(T0 + timedelta(minutes=5))
@@ -471,18 +471,32 @@ def test_sync_keeps_next_run_at_unless_cron_or_zone_changes(conn: Conn) -> None:
     assert schedule_row(conn, "a")["cron_expr"] == "CRON_TZ=Asia/Tokyo 0 * * * *"
 
 
-def test_sync_disables_schedules_removed_from_the_config(conn: Conn) -> None:
+def test_sync_disables_only_its_own_schedules_removed_from_the_config(conn: Conn) -> None:
     add_schedule(conn, "from-django")
     first = sync_schedules(conn, [Sched(name="kept"), Sched(name="dropped")], now=T0)
-    assert first.disabled == ("from-django",)
+    assert first.disabled == ()
     report = sync_schedules(conn, [Sched(name="kept")], now=T0)
     assert report.disabled == ("dropped",)
     assert schedule_row(conn, "dropped")["enabled"] is False
-    assert schedule_row(conn, "from-django")["enabled"] is False
+    assert schedule_row(conn, "from-django")["enabled"] is True
+    assert schedule_row(conn, "kept")["managed_by"] == "reproq-config"
+    assert schedule_row(conn, "from-django")["managed_by"] is None
     # Already disabled rows are not reported again, and nothing is deleted.
     assert sync_schedules(conn, [Sched(name="kept")], now=T0).disabled == ()
     total = conn.execute("SELECT count(*) AS n FROM periodic_tasks").fetchone()
     assert total is not None and total["n"] == 3
+
+
+def test_sync_never_changes_a_row_of_the_same_name_it_did_not_create(conn: Conn) -> None:
+    add_schedule(conn, "report", cron="0 3 * * *")
+    before = schedule_row(conn, "report")
+    report = sync_schedules(conn, [Sched(name="report", priority=9)], now=T0)
+    assert report == SyncReport(not_owned=("report",))
+    assert schedule_row(conn, "report") == before
+    # Handed to the config by marking it, the row follows the config from then on.
+    conn.execute("UPDATE periodic_tasks SET managed_by = 'reproq-config' WHERE name = 'report'")
+    assert sync_schedules(conn, [Sched(name="report", priority=9)], now=T0).updated == ("report",)
+    assert schedule_row(conn, "report")["priority"] == 9
 
 
 def test_sync_reenabling_a_schedule_does_not_replay_the_disabled_period(conn: Conn) -> None:

@@ -37,7 +37,7 @@ def test_a_success_stores_the_return_value_and_ends_the_lease(dsn: str, conn: Co
     assert done["return_json"] == 5
     assert done["finished_at"] is not None and done["leased_until"] is None
     assert done["attempts"] == 1 and done["errors_json"] == []
-    assert done["leased_by"] == worker.worker_id
+    assert done["leased_by"] is None and done["worker_ids"] == [worker.worker_id]
     assert worker.stats().succeeded == 1
 
 

@@ -14,6 +14,8 @@ from reproq.engine.attempt import (
     AllowList,
     AttemptPolicy,
     Refusal,
+    cancelled_completion,
+    failure_completion,
     outcome_completion,
     prepare_call,
     truncate_utf8,
@@ -219,9 +221,48 @@ def test_captured_output_is_written_to_a_private_log_file(tmp_path: Path) -> Non
     assert stat.S_IMODE(os.stat(done.logs_uri).st_mode) == 0o600
 
 
-def test_no_log_file_without_output(tmp_path: Path) -> None:
+def test_a_log_file_is_laid_out_as_the_go_worker_writes_it(tmp_path: Path) -> None:
+    outcome = Outcome.failure(ErrorKind.APP_ERROR, "no", stdout="partial", stderr="trace\n")
+    done = outcome_completion(LEASE, outcome, _policy(logs_dir=str(tmp_path)), at=AT)
+    assert done.logs_uri is not None
+    assert Path(done.logs_uri).read_text() == "STDOUT:\npartial\nSTDERR:\ntrace\n"
+
+
+def test_an_attempt_without_output_still_gets_its_log_file(tmp_path: Path) -> None:
     done = outcome_completion(LEASE, Outcome.success(1), _policy(logs_dir=str(tmp_path)), at=AT)
-    assert done.logs_uri is None
+    assert done.logs_uri == str(tmp_path / "task-7-attempt-1.log")
+    assert Path(done.logs_uri).read_text() == "STDOUT:\n\nSTDERR:\n\n"
+
+
+def test_an_attempt_the_worker_ended_gets_a_log_file_saying_why(tmp_path: Path) -> None:
+    refusal = prepare_call(_row(build_spec("tests.tasks.sample.add"), expired=True), _policy())
+    assert isinstance(refusal, Refusal)
+    done = failure_completion(
+        LEASE, refusal.kind, refusal.message, _policy(logs_dir=str(tmp_path)), at=AT
+    )
+    assert done.logs_uri == str(tmp_path / "task-7-attempt-1.log")
+    assert Path(done.logs_uri).read_text() == (
+        "WORKER:\nexpired: expires_at passed before it could run\n"
+    )
+    assert stat.S_IMODE(os.stat(done.logs_uri).st_mode) == 0o600
+
+
+def test_a_cancelled_attempt_keeps_what_the_task_wrote_in_its_log_file(tmp_path: Path) -> None:
+    outcome = Outcome.failure(ErrorKind.CANCELLED, "stopped", stdout="half done\n")
+    done = cancelled_completion(LEASE, outcome, _policy(logs_dir=str(tmp_path)), at=AT)
+    assert done.status == TaskStatus.FAILED
+    assert json.loads(done.error_json or "{}")["kind"] == "cancelled"
+    assert done.logs_uri is not None
+    assert Path(done.logs_uri).read_text() == "STDOUT:\nhalf done\nSTDERR:\n\n"
+
+
+def test_without_a_logs_directory_no_file_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = outcome_completion(LEASE, Outcome.success(1, stdout="x"), _policy(), at=AT)
+    failed = failure_completion(LEASE, ErrorKind.EXPIRED, "late", _policy(), at=AT)
+    assert done.logs_uri is None and failed.logs_uri is None
     assert not list(tmp_path.iterdir())
 
 

@@ -21,8 +21,9 @@ from reproq.spec import (
     spec_hash,
     unencodable_part,
 )
+from tests.contracts import django_vector
 
-CONTRACTS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "contracts"
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 
 
 def _contract_spec() -> dict[str, object]:
@@ -54,6 +55,73 @@ def test_spec_hash_matches_the_contract_sha256() -> None:
     assert spec_hash(_contract_spec()) == expected
 
 
+class _Meta:
+    app_label = "auth"
+    model_name = "user"
+
+
+class _User:
+    """Stands in for a Django model instance: what the encoder reads of one."""
+
+    _meta = _Meta()
+
+    def __init__(self, pk: object) -> None:
+        self.pk = pk
+
+
+class Promise:
+    """Stands in for ``django.utils.functional.Promise``, the base of lazy strings."""
+
+
+Promise.__module__ = "django.utils.functional"
+
+
+class _LazyText(Promise):
+    def __str__(self) -> str:
+        return "lazy text"
+
+
+def _typed_spec() -> dict[str, object]:
+    args, kwargs = django_vector.typed_call(_User(42), _LazyText())
+    return build_spec(
+        django_vector.TASK_PATH,
+        args,
+        kwargs,
+        priority=django_vector.PRIORITY,
+        lock_key=django_vector.LOCK_KEY,
+        concurrency_key=django_vector.CONCURRENCY_KEY,
+        concurrency_limit=django_vector.CONCURRENCY_LIMIT,
+        run_after=django_vector.RUN_AFTER,
+    )
+
+
+def test_spec_with_every_argument_type_matches_the_one_reproq_django_wrote() -> None:
+    expected = (CONTRACTS / "spec_types.json").read_bytes()
+    assert canonical_json(_typed_spec()).encode("utf-8") == expected
+
+
+def test_spec_hash_with_every_argument_type_matches_reproq_djangos() -> None:
+    expected = (CONTRACTS / "spec_types.sha256").read_text().strip()
+    assert spec_hash(_typed_spec()) == expected
+
+
+def test_datetimes_are_cut_to_milliseconds_with_z_for_utc() -> None:
+    moment = dt.datetime(2025, 5, 5, 1, 2, 3, 456789, tzinfo=dt.UTC)
+    assert encode_value(moment) == "2025-05-05T01:02:03.456Z"
+    assert encode_value(moment.replace(microsecond=0)) == "2025-05-05T01:02:03Z"
+    assert encode_value(moment.replace(tzinfo=None)) == "2025-05-05T01:02:03.456"
+    minus5 = dt.timezone(dt.timedelta(hours=-5))
+    assert encode_value(moment.astimezone(minus5)) == "2025-05-04T20:02:03.456-05:00"
+    assert encode_value(dt.time(1, 2, 3, 456789)) == "01:02:03.456"
+
+
+def test_timezone_aware_times_and_models_without_a_key_are_refused() -> None:
+    with pytest.raises(InvalidSpec, match=r"args\[0\]: a timezone-aware time"):
+        build_spec("app.tasks.run", [dt.time(1, 2, tzinfo=dt.UTC)])
+    with pytest.raises(InvalidSpec, match=r"kwargs\.user: a model instance without a primary"):
+        build_spec("app.tasks.run", kwargs={"user": _User(None)})
+
+
 def test_canonical_json_keeps_non_ascii_as_utf8_and_sorts_nested_keys() -> None:
     assert canonical_json({"b": {"z": 1, "a": "é"}, "a": []}) == '{"a":[],"b":{"a":"é","z":1}}'
 
@@ -64,11 +132,11 @@ def test_encoding_of_timedelta_tuple_and_datetime() -> None:
     )
     assert value == [
         {"__reproq_type__": "timedelta", "days": 1, "seconds": 2, "microseconds": 3},
-        "2026-01-02T00:00:00+00:00",
+        "2026-01-02T00:00:00Z",
     ]
 
 
-def test_model_instances_are_encoded_as_references() -> None:
+def test_model_instances_are_encoded_as_references_with_the_key_as_text() -> None:
     class Meta:
         app_label = "shop"
         model_name = "order"
@@ -81,7 +149,7 @@ def test_model_instances_are_encoded_as_references() -> None:
         "__reproq_type__": "model",
         "app_label": "shop",
         "model": "order",
-        "pk": 7,
+        "pk": "7",
     }
 
 
