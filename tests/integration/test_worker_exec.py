@@ -237,7 +237,7 @@ def test_what_a_thread_task_prints_is_capped_in_its_log_not_in_the_worker_output
     with running(dsn, logs_dir=str(logs)):
         done = wait_status(conn, rid, "SUCCESSFUL", timeout=60)
     text = Path(done["logs_uri"]).read_text()
-    assert text.startswith("== stdout ==\nxxxxxxxx")
+    assert text.startswith("STDOUT:\nxxxxxxxx")
     assert "[TRUNCATED due to size limit]" in text
     assert len(text) < 1024 * 1024 + 1000
     out, err = capfd.readouterr()
