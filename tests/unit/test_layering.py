@@ -54,6 +54,11 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     assert not report, report
 
 
+def test_no_import_circles_between_the_modules_of_a_package() -> None:
+    report = _contract_check("acyclic")
+    assert not report, report
+
+
 def test_the_core_never_imports_textual_the_tui_or_the_stress_harness() -> None:
     report = _contract_check("headless")
     assert not report, report
