@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,37 @@ def add_dsn_arguments(parser: argparse.ArgumentParser) -> None:
         help="reproq config, TOML or YAML (default: $REPROQ_CONFIG, else reproq.yaml, "
         "reproq.yml or reproq.toml in the working directory)",
     )
+
+
+def add_migrate_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-migrate``, for the commands that run on the database (``worker``, ``beat``)."""
+    parser.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply pending migrations at start; fail unless the schema is up to date",
+    )
+
+
+def prepare_database(dsn: str, args: argparse.Namespace, *, application_name: str) -> None:
+    """Connect to *dsn* and apply pending migrations unless ``--no-migrate`` was given.
+
+    A reproq-django project's database has the tables that Django's ``migrate`` made and
+    no reproq migration yet: the Go worker ran on it as it was, so ``manage.py reproq
+    worker`` must too, with no ``reproq migrate`` step in between.
+    """
+    from reproq.db import redact_dsn
+    from reproq.pg.migrations import prepare_schema
+
+    version, applied = prepare_schema(
+        dsn, apply=not args.no_migrate, application_name=application_name
+    )
+    if applied:
+        logging.getLogger("reproq.cli").info(
+            "database %s: applied %s (schema version %d)",
+            redact_dsn(dsn),
+            ", ".join(applied),
+            version,
+        )
 
 
 def command_settings(

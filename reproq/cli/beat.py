@@ -3,6 +3,7 @@
 Its settings come from the one loader like every command's: the interval is the config's
 ``beat.tick`` (the Go worker's ``beat.interval``) unless ``--interval`` is given; when
 neither says, 30 seconds, the Go worker's default.
+Like ``reproq worker``, it first applies pending schema migrations unless ``--no-migrate``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from reproq.cli._common import add_dsn_arguments, command_settings, database_dsn
+from reproq.cli._common import (
+    add_dsn_arguments,
+    add_migrate_argument,
+    command_settings,
+    database_dsn,
+    prepare_database,
+)
 from reproq.config import Flag
 
 if TYPE_CHECKING:
@@ -46,21 +53,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run one tick (leader or not), print how many runs were enqueued, and exit",
     )
     parser.add_argument("--name", help="name of this beat in logs (default: host:pid)")
+    add_migrate_argument(parser)
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run ``reproq beat``."""
-    from reproq.db import connection
-    from reproq.pg.migrations import require_current_schema
     from reproq.schedule.beat import Beat
 
     settings = command_settings(args, {"beat.tick": Flag(args.interval, "--interval")})
     configured = settings.source_of("beat.tick") != "default"
     interval = settings.beat.tick if configured else DEFAULT_INTERVAL
     dsn = database_dsn(settings)
-    with connection(dsn, application_name="reproq-beat") as conn:
-        require_current_schema(conn)
+    prepare_database(dsn, args, application_name="reproq-beat")
     beat = Beat(dsn, tick=interval, name=args.name)
     if args.once:
         with beat:

@@ -5,6 +5,9 @@ The settings come from the one loader: defaults < the config file (``--config``,
 environment (``REPROQ_*`` and the Go worker's variables) < these flags. The worker runs
 one pool of the file: ``--pool NAME``, else the first (or the only one of a file without
 ``[[pools]]``). With a metrics address it also serves ``/metrics`` and ``/healthz``.
+Like ``reproq up``, it first applies pending schema migrations (``--no-migrate``: refuse a
+schema that is behind instead), so it runs on a database that only reproq-django's
+``migrate`` has prepared.
 
 SIGTERM or SIGINT stops claiming and lets running tasks finish for up to
 ``--shutdown-timeout``, then gives their leases back; a second signal gives them back at
@@ -23,7 +26,13 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from reproq.cli._common import add_dsn_arguments, command_settings, database_dsn
+from reproq.cli._common import (
+    add_dsn_arguments,
+    add_migrate_argument,
+    command_settings,
+    database_dsn,
+    prepare_database,
+)
 from reproq.config import Flag, PoolSettings, Settings
 from reproq.errors import ConfigError, UsageError
 
@@ -124,6 +133,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--max-payload-bytes", metavar="N", help="default: 1 MiB")
     add("--max-output-bytes", metavar="N", help="default: 1 MiB")
     add("--process-role", help="accepted for the Go worker's command line; reproq ignores it")
+    add_migrate_argument(parser)
     child = parser.add_argument_group("process and subprocess executors")
     child.add_argument("--python", help="interpreter for the subprocess executor")
     child.add_argument(
@@ -228,6 +238,7 @@ def handle(args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         log.warning("config: %s", warning)
     log.info("executor: %s", describe_executor(settings, pool))
+    prepare_database(dsn, args, application_name="reproq-worker")
     # Tasks that enqueue more work through the default client reach this database.
     configure(dsn)
     endpoint = _endpoint(settings, dsn)

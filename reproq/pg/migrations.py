@@ -95,6 +95,28 @@ def current_version(conn: Conn) -> int:
     return max(versions, default=0)
 
 
+def prepare_schema(
+    dsn: str, *, apply: bool, application_name: str = "reproq-migrate"
+) -> tuple[int, list[str]]:
+    """Bring the schema at *dsn* to this package's version before a process runs on it.
+
+    With *apply*, pending migrations are applied (under the advisory lock, so processes
+    that start together apply each once); without, a schema that is behind raises
+    :class:`SchemaError`. An up-to-date schema gets no DDL at all, so a role that may not
+    create tables can run on it. Returns the schema version and the migrations applied
+    now. Connecting first turns an unreachable database into one line naming the
+    (redacted) DSN.
+    """
+    with connection(dsn, application_name=application_name) as conn:
+        have = current_version(conn)
+        if have >= latest_version():
+            return have, []
+        if not apply:
+            require_current_schema(conn)
+        applied = migrate_conn(conn)
+        return current_version(conn), applied
+
+
 def require_current_schema(conn: Conn) -> None:
     """Raise :class:`SchemaError` unless every known migration has been applied."""
     have = current_version(conn)

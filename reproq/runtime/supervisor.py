@@ -233,16 +233,10 @@ class Runtime:
         configure(self._dsn)
 
     def _prepare_schema(self) -> None:
-        from reproq.pg.migrations import current_version, migrate, require_current_schema
+        from reproq.pg.migrations import prepare_schema
 
         dsn = self.dsn
-        # Connecting first turns "unreachable" into one clear line naming the (redacted) DSN.
-        with connection(dsn, application_name="reproq-up") as conn:
-            if not self.migrate:
-                require_current_schema(conn)
-        applied = migrate(dsn) if self.migrate else []
-        with connection(dsn, application_name="reproq-up") as conn:
-            version = current_version(conn)
+        version, applied = prepare_schema(dsn, apply=self.migrate, application_name="reproq-up")
         done = f"applied {', '.join(applied)}" if applied else "up to date"
         if not self.migrate:
             done = "not migrated (--no-migrate)"
