@@ -49,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     init = commands.add_parser(
         "init",
-        help="write a commented starter config",
-        description="Write a commented starter config file.",
+        help="write a commented starter config (TOML, or YAML for a .yaml/.yml path)",
+        description="Write a commented starter config file: YAML when PATH ends in .yaml "
+        "or .yml, else TOML.",
     )
     init.add_argument(
         "path", nargs="?", default=DEFAULT_PATH, metavar="PATH", help=f"(default: {DEFAULT_PATH})"
@@ -95,7 +96,7 @@ def handle_init(args: argparse.Namespace) -> int:
     if path.is_dir():
         raise UsageError(f"{path} is a directory")
     try:
-        path.write_text(starter_config(), encoding="utf-8")
+        path.write_text(starter_config(path), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     print(f"wrote {path}; check it with `reproq config check {path}`")

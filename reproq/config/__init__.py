@@ -35,7 +35,8 @@ from reproq.config.settings import (
     WorkerSettings,
     default_data_dir,
 )
-from reproq.config.show import show_settings, starter_config
+from reproq.config.show import show_settings
+from reproq.config.starter import starter_config
 
 __all__ = [
     "CONFIG_FILE_NAMES",

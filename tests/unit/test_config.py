@@ -585,3 +585,41 @@ def test_starter_config_commented_examples_are_valid_too(tmp_path: Path) -> None
     path = write(tmp_path, uncommented)
     env = {"DATABASE_URL": "postgresql://x/y", "REPROQ_METRICS_TOKEN": "t"}
     assert [str(p) for p in check_file(path, env=env)] == []
+
+
+_COMMENTED_YAML = re.compile(r"^(\s*)# (\s*(?:- )?(?:[a-z_]+|\"[^\"]+\"):(?: |$))")
+
+
+def _uncommented_yaml() -> str:
+    return "\n".join(
+        _COMMENTED_YAML.sub(r"\1\2", line) for line in starter_config("x.yaml").splitlines()
+    )
+
+
+def _comparable(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, source_file=None, sources={}, warnings=())
+
+
+def test_the_yaml_starter_says_what_the_toml_starter_says(tmp_path: Path) -> None:
+    toml_path = write(tmp_path, starter_config("reproq.toml"), "reproq.toml")
+    yaml_path = write(tmp_path, starter_config("reproq.yml"), "reproq.yml")
+    assert check_file(yaml_path, env={}) == []
+    assert load_settings(yaml_path, env={}).warnings == ()
+    assert _comparable(load_settings(yaml_path, env={})) == _comparable(
+        load_settings(toml_path, env={})
+    )
+
+
+def test_the_yaml_starter_commented_examples_match_the_toml_ones(tmp_path: Path) -> None:
+    toml_lines = [
+        line[2:] if _COMMENTED_TOML.match(line) else line for line in starter_config().splitlines()
+    ]
+    toml_path = write(tmp_path, "\n".join(toml_lines), "reproq.toml")
+    uncommented = _uncommented_yaml()
+    assert "schedules:\n  - name: " in uncommented
+    yaml_path = write(tmp_path, uncommented, "reproq.yaml")
+    env = {"DATABASE_URL": "postgresql://x/y", "REPROQ_METRICS_TOKEN": "t"}
+    assert [str(p) for p in check_file(yaml_path, env=env)] == []
+    assert _comparable(load_settings(yaml_path, env=env)) == _comparable(
+        load_settings(toml_path, env=env)
+    )

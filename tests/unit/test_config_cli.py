@@ -104,6 +104,19 @@ def test_init_writes_the_starter_and_refuses_to_overwrite(
     assert path.read_text() == starter_config()
 
 
+def test_init_writes_yaml_for_a_yaml_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("reproq.yaml", "other.YML"):
+        assert main(["config", "init", name]) == 0
+        assert (tmp_path / name).read_text() == starter_config(name)
+        assert (tmp_path / name).read_text().startswith("# reproq configuration")
+        assert "\nworker:\n" in (tmp_path / name).read_text()
+        assert main(["config", "check", name]) == 0
+    assert "other.YML: ok" in capsys.readouterr().out
+
+
 def test_init_defaults_to_reproq_toml_in_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
