@@ -1,8 +1,9 @@
-"""Drives the project from the tests: `python drive.py enqueue|read IDS_FILE`.
+"""Drives the project from the tests: `python drive.py enqueue|read|schedule|periodic FILE`.
 
 enqueue: creates a user, enqueues the tasks through Django's Tasks API and writes their
 ids (and spec hashes) as JSON. read: reads every result back through Django's Tasks API
-and prints it as JSON.
+and prints it as JSON. schedule: creates a due periodic task through reproq-django's
+model. periodic: prints that schedule's row and the results of its runs as JSON.
 """
 
 import datetime as dt
@@ -69,9 +70,43 @@ def read(path):
     json.dump(out, sys.stdout, default=str)
 
 
+def schedule(name):
+    from django.utils import timezone
+    from reproq_django.models import PeriodicTask
+
+    PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={
+            "cron_expr": "* * * * *",
+            "task_path": "compatapp.tasks.add",
+            "queue_name": "default",
+            "payload_json": {"args": [20, 22], "kwargs": {}},
+            "next_run_at": timezone.now(),
+            "enabled": True,
+        },
+    )
+
+
+def periodic(name):
+    from django.tasks import task_backends
+    from reproq_django.models import PeriodicTask, TaskRun
+
+    row = PeriodicTask.objects.get(name=name)
+    runs = TaskRun.objects.filter(task_path=row.task_path, spec_json__periodic_name=name)
+    backend = task_backends["default"]
+    results = [backend.get_result(str(run.result_id)).wait(timeout=60) for run in runs]
+    out = {
+        "last_run_at": row.last_run_at,
+        "next_run_at": row.next_run_at,
+        "runs": [{"status": r.status.name, "result": r.result} for r in results],
+    }
+    json.dump(out, sys.stdout, default=str)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "compatproj.settings")
     import django
 
     django.setup()
-    {"enqueue": enqueue, "read": read}[sys.argv[1]](sys.argv[2])
+    commands = {"enqueue": enqueue, "read": read, "schedule": schedule, "periodic": periodic}
+    commands[sys.argv[1]](sys.argv[2])
