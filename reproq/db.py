@@ -188,13 +188,22 @@ def connect(
             **_tcp_options(dsn),
         )
     except psycopg.Error as exc:
-        reason = f"cannot connect to {dsn}: {first_line(str(exc))}"
+        reason = f"cannot connect to {dsn}: {first_line(str(exc))}{_scheme_hint(dsn)}"
         raise DatabaseError(redact_dsn(reason, dsn=dsn)) from exc
     if isinstance(conn, BoundedConnection) and answer_timeout is not None:
         conn.answer_timeout = answer_timeout
     with _opened_lock:
         _opened.add(conn)
     return conn
+
+
+def _scheme_hint(dsn: str) -> str:
+    """Why libpq could not read the URL of another database (``mysql://``, ``sqlite://``):
+    its own message ("missing '=' after …") does not say."""
+    match = re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", dsn)
+    if match is None or match.group(1).lower() in _POSTGRES_SCHEMES:
+        return ""
+    return f" ({match.group(1)}:// is not a PostgreSQL URL: use postgresql://… or key=value pairs)"
 
 
 def open_connections() -> int:

@@ -8,8 +8,8 @@ import pytest
 
 from reproq.cli import build_parser
 from reproq.cli._common import dsn_from_args
-from reproq.db import DSN_ENV_VARS, dsn_from_env, resolve_dsn
-from reproq.errors import ConfigError, UsageError
+from reproq.db import DSN_ENV_VARS, connect, dsn_from_env, resolve_dsn
+from reproq.errors import ConfigError, DatabaseError, UsageError
 from reproq.producer.client import Client
 
 
@@ -111,3 +111,18 @@ def test_embedded_database_that_is_not_running_says_how_to_start_it(tmp_path: Pa
     assert f"reproq up {path}" in message
     assert "--dsn" in message
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("dsn", ["mysql://app:s3cret@db/app", "sqlite:///tmp/app.db"])
+def test_a_url_of_another_database_is_named_as_such_without_its_password(dsn: str) -> None:
+    with pytest.raises(DatabaseError) as caught:
+        connect(dsn)
+    message = str(caught.value)
+    assert "is not a PostgreSQL URL: use postgresql://… or key=value pairs" in message
+    assert "s3cret" not in message
+
+
+def test_a_postgresql_url_gets_no_scheme_hint() -> None:
+    with pytest.raises(DatabaseError) as caught:
+        connect("postgresql://app@127.0.0.1:1/app?sslmode=bogus")
+    assert "not a PostgreSQL URL" not in str(caught.value)
