@@ -194,8 +194,9 @@ def test_a_killed_worker_s_task_is_finished_by_another_worker_exactly_once(
     assert registered(conn, "victim")
 
 
-def test_a_cli_worker_refuses_an_unmigrated_database(empty_dsn: str) -> None:
-    proc = start_cli_worker(empty_dsn, "early")
+def test_a_cli_worker_with_no_migrate_refuses_an_unmigrated_database(empty_dsn: str) -> None:
+    # Without --no-migrate it migrates first (tests/compat/test_django_first_start.py).
+    proc = start_cli_worker(empty_dsn, "early", "--no-migrate")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "reproq migrate" in err.decode()
