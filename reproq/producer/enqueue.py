@@ -21,6 +21,7 @@ from typing import Any
 from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
+from reproq.producer.staging import StagedRow, copy_field, staged_row
 from reproq.queries import q
 from reproq.spec import (
     DEFAULT_MAX_ATTEMPTS,
@@ -35,6 +36,10 @@ MAX_SPEC_BYTES = 1024 * 1024
 
 BATCH_ROWS = 5000
 """Rows per INSERT statement in bulk enqueue: large enough to amortise the round trip."""
+
+BATCH_BYTES = 4 * 1024 * 1024
+"""COPY text per batch, at most (a batch holds at least one row): large specs come in
+smaller batches, so the memory a bulk enqueue holds stays flat whatever their size."""
 
 _INT_MAX = 2**31 - 1
 """The largest value of a PostgreSQL ``integer`` column (priority, attempts, timeout)."""
@@ -137,31 +142,36 @@ class NewTask:
             )
         check_keys(self.lock_key, self.concurrency_key)
 
-    def _metadata_text(self) -> str:
-        return json.dumps(dict(self.metadata), default=str) if self.metadata else "{}"
+    def copy_columns(self) -> str:
+        """The COPY text of the columns of :data:`reproq.producer.staging.COLUMNS`."""
+        return "\t".join(
+            map(
+                copy_field,
+                (
+                    self.backend_alias,
+                    self.queue_name,
+                    self.priority,
+                    self.run_after,
+                    self.task_path,
+                    self.status,
+                    self.max_attempts,
+                    self.timeout_seconds,
+                    self.lock_key,
+                    self.concurrency_key,
+                    self.concurrency_limit,
+                    self.expires_at,
+                    self.parent_id,
+                    self.workflow_id,
+                    self.wait_count,
+                ),
+            )
+        )
 
-    def copy_row(self, result_id: int) -> tuple[Any, ...]:
-        """The row for the bulk COPY buffer, in ``enqueue_copy_buffer`` column order."""
-        return (
-            result_id,
-            self.backend_alias,
-            self.queue_name,
-            self.priority,
-            self.run_after,
-            self.spec_json,
-            self.spec_hash,
-            self.task_path,
-            str(self.status),
-            self.max_attempts,
-            self.timeout_seconds,
-            self.lock_key,
-            self.concurrency_key,
-            self.concurrency_limit,
-            self._metadata_text(),
-            self.expires_at,
-            self.parent_id,
-            self.workflow_id,
-            self.wait_count,
+    def staged(self) -> StagedRow:
+        """This row for the bulk COPY buffer, after :meth:`validate`."""
+        self.validate()
+        return staged_row(
+            self.spec_hash, self.spec_json, self.copy_columns(), metadata_json(self.metadata)
         )
 
     def params(self) -> dict[str, Any]:
@@ -181,12 +191,17 @@ class NewTask:
             "lock_key": self.lock_key,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
-            "metadata_json": self._metadata_text(),
+            "metadata_json": metadata_json(self.metadata),
             "expires_at": self.expires_at,
             "parent_id": self.parent_id,
             "workflow_id": self.workflow_id,
             "wait_count": self.wait_count,
         }
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    """The ``metadata_json`` column's text (values JSON cannot hold are written as text)."""
+    return json.dumps(dict(metadata), default=str) if metadata else "{}"
 
 
 def insert_task(conn: Conn, task: NewTask, *, dedup: bool = True) -> int:
@@ -214,16 +229,30 @@ def insert_tasks(
 ) -> list[int]:
     """Insert many task runs in a few round trips; ids come back in input order.
 
-    Ids are reserved up front so the result maps exactly onto the input (and rows of one
-    batch can point at each other through ``parent_id``). Rows stream in with COPY and
-    move into ``task_runs`` with one INSERT per batch, so the unique active-spec index
-    still deduplicates: an input whose spec is already active gets the active row's id
-    (``dedup=True``) or raises :class:`AlreadyQueued`. Runs in one transaction (a
-    savepoint when the caller has one open). The rows of one call share one
-    ``enqueued_at``; after priority they run in no particular order among themselves.
+    Each task is validated (:meth:`NewTask.validate`) before its batch is sent; see
+    :func:`insert_rows` for the rest.
+    """
+    if count is None and isinstance(tasks, Sized):
+        count = len(tasks)
+    return insert_rows(conn, (task.staged() for task in tasks), dedup=dedup, count=count)
 
-    ``tasks`` may be a lazy iterable: while the database inserts one batch, the next is
-    built in the calling thread, so building specs and inserting rows overlap. ``count``
+
+def insert_rows(
+    conn: Conn, rows: Iterable[StagedRow], *, dedup: bool = True, count: int | None = None
+) -> list[int]:
+    """Insert many staged rows in a few round trips; ids come back in input order.
+
+    Ids are reserved up front so the result maps exactly onto the input. Rows stream in
+    with COPY and move into ``task_runs`` with one INSERT per batch, so the unique
+    active-spec index still deduplicates: an input whose spec is already active (or
+    repeats an earlier input) gets the active row's id (``dedup=True``) or raises
+    :class:`AlreadyQueued`. Runs in one transaction (a savepoint when the caller has one
+    open): an error, whichever row raises it, leaves nothing written. The rows of one
+    call share one ``enqueued_at``; after priority they run in no particular order among
+    themselves.
+
+    ``rows`` may be a lazy iterable: while the database inserts one batch, the next is
+    built in the calling thread, so building rows and inserting them overlap. ``count``
     (how many there are, when the caller knows) spares building the second batch before
     the first is sent, which is otherwise how a lazy input shows it spans several.
 
@@ -236,14 +265,12 @@ def insert_tasks(
     (``enqueue_bulk_lock``): it runs alone among bulk enqueues.
     """
     ids: list[int] = []
-    batches = _batches(tasks, BATCH_ROWS)
+    batches = _batches(rows)
     first = next(batches, None)
     if first is None:
         return ids
-    if count is None and isinstance(tasks, Sized):
-        count = len(tasks)
     second = next(batches, None) if count is None else None
-    several = second is not None if count is None else count > BATCH_ROWS
+    several = second is not None if count is None else len(first) < count
     lock = "exclusive" if several else "shared" if len(first) > 1 else None
     with (
         translate_errors(),
@@ -262,51 +289,72 @@ def insert_tasks(
     return ids
 
 
-def _batches(tasks: Iterable[NewTask], size: int) -> Iterator[list[NewTask]]:
-    batch: list[NewTask] = []
-    for task in tasks:
-        batch.append(task)
-        if len(batch) == size:
+def _batches(rows: Iterable[StagedRow]) -> Iterator[list[StagedRow]]:
+    """``rows`` in batches of at most :data:`BATCH_ROWS` rows and :data:`BATCH_BYTES`."""
+    batch: list[StagedRow] = []
+    size = 0
+    for row in rows:
+        if batch and size + len(row.line) > BATCH_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row.line)
+        if len(batch) == BATCH_ROWS:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch
 
 
-def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[int]:
-    for task in tasks:
-        task.validate()
-    reserved = _reserve_ids(conn, len(tasks))
+_ROUNDS = 3
+"""Tries of one row whose active duplicate keeps finishing between conflict and lookup."""
+
+
+def _insert_batch(conn: Conn, rows: Sequence[StagedRow], *, dedup: bool) -> list[int]:
+    reserved = _reserve_ids(conn, len(rows))
+    result = list(reserved)
+    pending: Sequence[int] = range(len(rows))
+    for _ in range(_ROUNDS):
+        inserted = _move(conn, rows, reserved, pending)
+        if inserted is None:
+            return result  # every pending row went in
+        missing = [i for i in pending if reserved[i] not in inserted]
+        active = {
+            r["spec_hash"]: int(r["result_id"])
+            for r in conn.execute(
+                q("enqueue_find_active"), {"hashes": [rows[i].spec_hash for i in missing]}
+            )
+        }
+        retry: list[int] = []
+        # In input order: with dedup=False, the first duplicate of the input is named.
+        for i in missing:
+            existing = active.get(rows[i].spec_hash)
+            if existing is None:
+                retry.append(i)  # the duplicate finished in between: this row goes in again
+            elif not dedup:
+                raise AlreadyQueued(rows[i].spec_hash, existing)
+            else:
+                result[i] = existing
+        if not retry:
+            return result
+        pending = retry
+    raise AlreadyQueued(rows[pending[0]].spec_hash, -1)
+
+
+def _move(
+    conn: Conn, rows: Sequence[StagedRow], ids: Sequence[int], positions: Sequence[int]
+) -> set[int] | None:
+    """COPY the rows at ``positions`` into the buffer and move them into ``task_runs``
+    (in ``spec_hash`` order); the ids that went in, or None when all of them did."""
+    data = "".join([f"{ids[i]}\t{rows[i].line}" for i in positions])
     conn.execute(q("enqueue_drop_buffer"))
     conn.execute(q("enqueue_create_buffer"))
     with conn.cursor() as cur, cur.copy(q("enqueue_copy_buffer")) as copy:
-        for rid, task in zip(reserved, tasks, strict=True):
-            copy.write_row(task.copy_row(rid))
-    moved = conn.execute(q("enqueue_from_buffer"), {"n": len(tasks)}).fetchone()
+        copy.write(data)
+    moved = conn.execute(q("enqueue_from_buffer"), {"n": len(positions)}).fetchone()
     conn.execute(q("enqueue_drop_buffer"))
     assert moved is not None  # an aggregate answers one row
-    if moved["ids"] is None:
-        return reserved  # every row went in
-    inserted = {int(i) for i in moved["ids"]}
-    missing = [t.spec_hash for rid, t in zip(reserved, tasks, strict=True) if rid not in inserted]
-    active = {
-        r["spec_hash"]: int(r["result_id"])
-        for r in conn.execute(q("enqueue_find_active"), {"hashes": missing})
-    }
-    result: list[int] = []
-    for rid, task in zip(reserved, tasks, strict=True):
-        if rid in inserted:
-            result.append(rid)
-            continue
-        existing = active.get(task.spec_hash)
-        if existing is None:
-            # The duplicate finished in between: insert this one on its own.
-            result.append(insert_task(conn, task, dedup=dedup))
-        elif not dedup:
-            raise AlreadyQueued(task.spec_hash, existing)
-        else:
-            result.append(existing)
-    return result
+    return None if moved["ids"] is None else {int(i) for i in moved["ids"]}
 
 
 def _reserve_ids(conn: Conn, n: int) -> list[int]:
