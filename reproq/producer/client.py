@@ -14,7 +14,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from reproq.db import Conn, connect, redact_dsn, resolve_dsn
 from reproq.errors import DatabaseError
-from reproq.producer.enqueue import insert_rows, insert_task
+from reproq.producer.bulk import insert_rows
+from reproq.producer.enqueue import insert_task
 from reproq.producer.signature import Signature
 from reproq.producer.template import staged_rows
 from reproq.producer.workflow import WorkflowIds, enqueue_chain, enqueue_chord, enqueue_group
@@ -111,7 +112,7 @@ class Client:
         way; an identical spec twice in ``sigs`` is one run. A signature that cannot be
         enqueued raises its error (the first such, in input order) and nothing is written.
         """
-        # Lazy: rows are built batch by batch while earlier batches are being inserted.
+        # Lazy: rows are built batch by batch, each sent before the next is built.
         rows = staged_rows(sigs, now=dt.datetime.now(dt.UTC))
         with self.connection() as conn:
             return insert_rows(conn, rows, dedup=dedup, count=len(sigs))

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
+from reproq.producer.bulk import insert_rows
 from reproq.producer.staging import StagedRow, copy_field, staged_row
 from reproq.queries import q
 from reproq.spec import (
@@ -33,13 +32,6 @@ from reproq.spec import (
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs larger than this are refused at enqueue time (the executor refuses them too)."""
-
-BATCH_ROWS = 5000
-"""Rows per INSERT statement in bulk enqueue: large enough to amortise the round trip."""
-
-BATCH_BYTES = 4 * 1024 * 1024
-"""COPY text per batch, at most (a batch holds at least one row): large specs come in
-smaller batches, so the memory a bulk enqueue holds stays flat whatever their size."""
 
 _INT_MAX = 2**31 - 1
 """The largest value of a PostgreSQL ``integer`` column (priority, attempts, timeout)."""
@@ -230,141 +222,11 @@ def insert_tasks(
     """Insert many task runs in a few round trips; ids come back in input order.
 
     Each task is validated (:meth:`NewTask.validate`) before its batch is sent; see
-    :func:`insert_rows` for the rest.
+    :func:`reproq.producer.bulk.insert_rows` for the rest.
     """
     if count is None and isinstance(tasks, Sized):
         count = len(tasks)
     return insert_rows(conn, (task.staged() for task in tasks), dedup=dedup, count=count)
-
-
-def insert_rows(
-    conn: Conn, rows: Iterable[StagedRow], *, dedup: bool = True, count: int | None = None
-) -> list[int]:
-    """Insert many staged rows in a few round trips; ids come back in input order.
-
-    Ids are reserved up front so the result maps exactly onto the input. Rows stream in
-    with COPY and move into ``task_runs`` with one INSERT per batch, so the unique
-    active-spec index still deduplicates: an input whose spec is already active (or
-    repeats an earlier input) gets the active row's id (``dedup=True``) or raises
-    :class:`AlreadyQueued`. Runs in one transaction (a savepoint when the caller has one
-    open): an error, whichever row raises it, leaves nothing written. The rows of one
-    call share one ``enqueued_at``; after priority they run in no particular order among
-    themselves.
-
-    ``rows`` may be a lazy iterable: while the database inserts one batch, the next is
-    built in the calling thread, so building rows and inserting them overlap. ``count``
-    (how many there are, when the caller knows) spares building the second batch before
-    the first is sent, which is otherwise how a lazy input shows it spans several.
-
-    Concurrent calls never deadlock on specs they share. A row waits for a concurrent
-    insert of the same spec until that transaction ends, while holding the rows it
-    already inserted, so two calls that reach shared specs in opposite orders would wait
-    for each other. Each batch therefore goes in in ``spec_hash`` order (one global order
-    for every call), and a call of more than one batch, whose batches together are not
-    in that order, first takes an exclusive lock that bulk calls share otherwise
-    (``enqueue_bulk_lock``): it runs alone among bulk enqueues.
-    """
-    ids: list[int] = []
-    batches = _batches(rows)
-    first = next(batches, None)
-    if first is None:
-        return ids
-    second = next(batches, None) if count is None else None
-    several = second is not None if count is None else len(first) < count
-    lock = "exclusive" if several else "shared" if len(first) > 1 else None
-    with (
-        translate_errors(),
-        conn.transaction(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="reproq-enqueue") as db,
-    ):
-        if lock is not None:
-            conn.execute(q("enqueue_bulk_lock"), {"exclusive": lock == "exclusive"})
-        pending = db.submit(_insert_batch, conn, first, dedup=dedup)
-        for batch in itertools.chain([second] if second else [], batches):
-            # The connection is used by one thread at a time: this batch was built
-            # while the previous one was in flight, and waits for it here.
-            ids.extend(pending.result())
-            pending = db.submit(_insert_batch, conn, batch, dedup=dedup)
-        ids.extend(pending.result())
-    return ids
-
-
-def _batches(rows: Iterable[StagedRow]) -> Iterator[list[StagedRow]]:
-    """``rows`` in batches of at most :data:`BATCH_ROWS` rows and :data:`BATCH_BYTES`."""
-    batch: list[StagedRow] = []
-    size = 0
-    for row in rows:
-        if batch and size + len(row.line) > BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-        batch.append(row)
-        size += len(row.line)
-        if len(batch) == BATCH_ROWS:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
-_ROUNDS = 3
-"""Tries of one row whose active duplicate keeps finishing between conflict and lookup."""
-
-
-def _insert_batch(conn: Conn, rows: Sequence[StagedRow], *, dedup: bool) -> list[int]:
-    reserved = _reserve_ids(conn, len(rows))
-    result = list(reserved)
-    pending: Sequence[int] = range(len(rows))
-    for _ in range(_ROUNDS):
-        inserted = _move(conn, rows, reserved, pending)
-        if inserted is None:
-            return result  # every pending row went in
-        missing = [i for i in pending if reserved[i] not in inserted]
-        active = {
-            r["spec_hash"]: int(r["result_id"])
-            for r in conn.execute(
-                q("enqueue_find_active"), {"hashes": [rows[i].spec_hash for i in missing]}
-            )
-        }
-        retry: list[int] = []
-        # In input order: with dedup=False, the first duplicate of the input is named.
-        for i in missing:
-            existing = active.get(rows[i].spec_hash)
-            if existing is None:
-                retry.append(i)  # the duplicate finished in between: this row goes in again
-            elif not dedup:
-                raise AlreadyQueued(rows[i].spec_hash, existing)
-            else:
-                result[i] = existing
-        if not retry:
-            return result
-        pending = retry
-    raise AlreadyQueued(rows[pending[0]].spec_hash, -1)
-
-
-def _move(
-    conn: Conn, rows: Sequence[StagedRow], ids: Sequence[int], positions: Sequence[int]
-) -> set[int] | None:
-    """COPY the rows at ``positions`` into the buffer and move them into ``task_runs``
-    (in ``spec_hash`` order); the ids that went in, or None when all of them did."""
-    data = "".join([f"{ids[i]}\t{rows[i].line}" for i in positions])
-    conn.execute(q("enqueue_drop_buffer"))
-    conn.execute(q("enqueue_create_buffer"))
-    with conn.cursor() as cur, cur.copy(q("enqueue_copy_buffer")) as copy:
-        copy.write(data)
-    moved = conn.execute(q("enqueue_from_buffer"), {"n": len(positions)}).fetchone()
-    conn.execute(q("enqueue_drop_buffer"))
-    assert moved is not None  # an aggregate answers one row
-    return None if moved["ids"] is None else {int(i) for i in moved["ids"]}
-
-
-def _reserve_ids(conn: Conn, n: int) -> list[int]:
-    """``n`` new result ids, ascending."""
-    row = conn.execute(q("enqueue_reserve_ids"), {"n": n}).fetchone()
-    if row is None or row["first"] is None:
-        return []
-    if row["ids"] is None:
-        return list(range(int(row["first"]), int(row["last"]) + 1))
-    return [int(i) for i in row["ids"]]
 
 
 def insert_workflow_run(

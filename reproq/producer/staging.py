@@ -1,16 +1,16 @@
-"""The staging buffer's rows: new task runs as COPY text, on their way into ``task_runs``.
+"""Staged rows: new task runs as COPY text, on their way into ``task_runs``.
 
-A bulk enqueue streams its rows with ``COPY ... FROM STDIN`` (text format) into a temporary
-buffer and moves them into ``task_runs`` with one ``INSERT ... SELECT`` (see
-:func:`reproq.producer.enqueue.insert_rows`). The rows are written here as text, not handed
-to the driver value by value: most columns of a bulk enqueue repeat from row to row, so
-their text is made once and reused (:mod:`reproq.producer.template`), and the line of a
-row costs one string format.
+A bulk enqueue streams its rows with ``COPY ... FROM STDIN`` (text format), straight into
+``task_runs`` or into a buffer it moves them from (see :mod:`reproq.producer.bulk`). The
+rows are written here as text, not handed to the driver value by value: most columns of
+a bulk enqueue repeat from row to row, so their text is made once and reused
+(:mod:`reproq.producer.template`), and the line of a row costs one string format.
 
-Column order of a line (``enqueue_copy_buffer``): ``result_id``, ``spec_hash``,
-``spec_json``, the row's other columns (:data:`COLUMNS`), then ``metadata_json``, which
-is often a row's own while the columns before it are shared. The result id is reserved
-when the row's batch is sent, so a :class:`StagedRow` holds the line without it.
+Column order of a line (``enqueue_copy_rows``, ``enqueue_copy_buffer``): ``result_id``,
+``spec_hash``, ``spec_json``, the row's other columns (:data:`COLUMNS`), then
+``metadata_json``, which is often a row's own while the columns before it are shared.
+The result id is reserved when the row's batch is sent, so a :class:`StagedRow` holds the
+line without it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class StagedRow(NamedTuple):
 
     spec_hash: str
     line: str
-    """The COPY text of every column after ``result_id``, tab-separated, ending in a newline."""
+    """The COPY text of every column from ``spec_hash`` to ``metadata_json``, tab-separated
+    (no newline: the columns each way of writing adds come after it)."""
 
 
 def copy_field(value: object) -> str:
@@ -90,4 +91,4 @@ def staged_row(spec_hash: str, spec_json: str, columns: str, metadata_json: str)
     """The buffer row of a spec, given the COPY text of its :data:`COLUMNS` (``columns``)
     and its metadata as JSON text."""
     metadata = metadata_json if metadata_json == "{}" else copy_field(metadata_json)
-    return StagedRow(spec_hash, f"{spec_hash}\t{spec_field(spec_json)}\t{columns}\t{metadata}\n")
+    return StagedRow(spec_hash, f"{spec_hash}\t{spec_field(spec_json)}\t{columns}\t{metadata}")

@@ -107,9 +107,8 @@ class RowTemplate:
 
 
 def staged_rows(sigs: Iterable[Signature], *, now: dt.datetime) -> Iterator[StagedRow]:
-    """The buffer rows of ``sigs``, in order, each as :meth:`Signature.to_new_task` with
-    ``now`` would make it; lazily, so a bulk insert builds one batch while it sends another.
-    """
+    """The staged rows of ``sigs``, in order, each as :meth:`Signature.to_new_task` with
+    ``now`` would make it; lazily, so a bulk insert holds one batch at a time."""
     templates: dict[Hashable, RowTemplate | None] = {}
     for seen, sig in enumerate(sigs, start=1):
         row = None
