@@ -3,9 +3,10 @@
 Two ways in, chosen per batch:
 
 - *Straight*: ``COPY task_runs FROM STDIN``, the rows in ``spec_hash`` order, in a
-  savepoint. Nothing is cheaper for the server (measured: about 1.6 times the rows per
-  second of the buffered way, 100,000 rows in batches of 5,000). It only works when no
-  spec is already active: then the unique active-spec index refuses the COPY, the
+  savepoint. Nothing is cheaper for the server (measured on 100,000 rows in batches of
+  5,000: 17.9 µs of server CPU a row, against 19.8 µs the buffered way, which parses
+  each row into the buffer, sorts it and copies it again). It only works when no spec
+  is already active: otherwise the unique active-spec index refuses the COPY, the
   savepoint undoes it, and the batch goes the buffered way.
 - *Buffered*: COPY into a temporary buffer, then one ``INSERT ... SELECT ... ORDER BY
   spec_hash ON CONFLICT DO NOTHING``, which skips (and reports) active duplicates.
