@@ -15,8 +15,9 @@ from reproq.errors import InvalidSpec, PayloadTooLarge
 from reproq.producer.bulk import BATCH_BYTES, BATCH_ROWS, _batches
 from reproq.producer.enqueue import MAX_SPEC_BYTES, NewTask
 from reproq.producer.signature import Signature
-from reproq.producer.staging import StagedRow, copy_field
+from reproq.producer.staging import COLUMNS, StagedRow, copy_field
 from reproq.producer.template import staged_rows
+from reproq.queries import q
 from tests.contracts import django_vector
 from tests.unit.test_spec import _LazyText, _User
 
@@ -175,3 +176,17 @@ def test_copy_fields_escape_what_copy_text_reserves() -> None:
     assert copy_field(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
     with pytest.raises(TypeError):
         copy_field(1.5)
+
+
+def _copy_columns(name: str) -> list[str]:
+    text = q(name)
+    start = text.index("(", text.index("COPY ")) + 1
+    return [c.strip() for c in text[start : text.index(")", start)].split(",")]
+
+
+def test_both_copy_statements_list_the_columns_in_line_order() -> None:
+    line = ["result_id", "spec_hash", "spec_json", *COLUMNS, "metadata_json"]
+    assert _copy_columns("enqueue_copy_buffer") == line
+    assert _copy_columns("enqueue_copy_rows")[: len(line)] == line
+    task = Signature(task_path="app.tasks.x").to_new_task(now=NOW)
+    assert len(task.copy_columns().split("\t")) == len(COLUMNS)
