@@ -157,11 +157,12 @@ def build_spec(
         )
     if run_after is not None and run_after.tzinfo is None:
         raise InvalidSpec("run_after must be timezone-aware")
+    encoded_args, encoded_kwargs = encode_call(args, kwargs)
     spec: dict[str, JSONValue] = {
         "v": SPEC_VERSION,
         "task_path": task_path,
-        "args": _encode_arguments(list(args), "args"),
-        "kwargs": _encode_arguments(dict(kwargs or {}), "kwargs"),
+        "args": encoded_args,
+        "kwargs": encoded_kwargs,
         "takes_context": takes_context,
         "queue_name": queue_name,
         "priority": priority,
@@ -179,7 +180,15 @@ def build_spec(
     return spec
 
 
-def _encode_arguments(value: Any, where: str) -> JSONValue:
+def encode_call(
+    args: Sequence[Any], kwargs: Mapping[str, Any] | None
+) -> tuple[list[JSONValue], dict[str, JSONValue]]:
+    """A call's ``args`` and ``kwargs`` as the spec holds them (:func:`encode_value`)."""
+    encoded_kwargs = _encode_arguments(dict(kwargs), "kwargs") if kwargs else {}
+    return _encode_arguments(list(args), "args"), encoded_kwargs
+
+
+def _encode_arguments(value: Any, where: str) -> Any:
     try:
         return encode_value(value, where=where)
     except RecursionError:

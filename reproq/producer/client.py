@@ -14,8 +14,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from reproq.db import Conn, connect, redact_dsn, resolve_dsn
 from reproq.errors import DatabaseError
-from reproq.producer.enqueue import insert_task, insert_tasks
+from reproq.producer.bulk import insert_rows
+from reproq.producer.enqueue import insert_task
 from reproq.producer.signature import Signature
+from reproq.producer.template import staged_rows
 from reproq.producer.workflow import WorkflowIds, enqueue_chain, enqueue_chord, enqueue_group
 from reproq.spec import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_SECONDS
 
@@ -104,12 +106,16 @@ class Client:
             return insert_task(conn, row, dedup=dedup)
 
     def enqueue_many(self, sigs: Sequence[Signature], *, dedup: bool = True) -> list[int]:
-        """Enqueue many runs in one transaction and few round trips; ids in input order."""
-        now = dt.datetime.now(dt.UTC)
-        # Lazy: rows are built batch by batch while earlier batches are being inserted.
-        rows = (sig.to_new_task(now=now) for sig in sigs)
+        """Enqueue many runs in one transaction and few round trips; ids in input order.
+
+        Each run is the row :meth:`enqueue_signature` would write, deduplicated the same
+        way; an identical spec twice in ``sigs`` is one run. A signature that cannot be
+        enqueued raises its error (the first such, in input order) and nothing is written.
+        """
+        # Lazy: rows are built batch by batch, each sent before the next is built.
+        rows = staged_rows(sigs, now=dt.datetime.now(dt.UTC))
         with self.connection() as conn:
-            return insert_tasks(conn, rows, dedup=dedup, count=len(sigs))
+            return insert_rows(conn, rows, dedup=dedup, count=len(sigs))
 
     def chain(self, steps: Sequence[Signature]) -> WorkflowIds:
         """Enqueue steps that run one after another."""

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from reproq.db import Conn, translate_errors
 from reproq.errors import AlreadyQueued, InvalidSpec, PayloadTooLarge
 from reproq.models import TaskStatus
+from reproq.producer.bulk import insert_rows
+from reproq.producer.staging import StagedRow, copy_field, staged_row
 from reproq.queries import q
 from reproq.spec import (
     DEFAULT_MAX_ATTEMPTS,
@@ -32,9 +32,6 @@ from reproq.spec import (
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs larger than this are refused at enqueue time (the executor refuses them too)."""
-
-BATCH_ROWS = 5000
-"""Rows per INSERT statement in bulk enqueue: large enough to amortise the round trip."""
 
 _INT_MAX = 2**31 - 1
 """The largest value of a PostgreSQL ``integer`` column (priority, attempts, timeout)."""
@@ -137,31 +134,36 @@ class NewTask:
             )
         check_keys(self.lock_key, self.concurrency_key)
 
-    def _metadata_text(self) -> str:
-        return json.dumps(dict(self.metadata), default=str) if self.metadata else "{}"
+    def copy_columns(self) -> str:
+        """The COPY text of the columns of :data:`reproq.producer.staging.COLUMNS`."""
+        return "\t".join(
+            map(
+                copy_field,
+                (
+                    self.backend_alias,
+                    self.queue_name,
+                    self.priority,
+                    self.run_after,
+                    self.task_path,
+                    self.status,
+                    self.max_attempts,
+                    self.timeout_seconds,
+                    self.lock_key,
+                    self.concurrency_key,
+                    self.concurrency_limit,
+                    self.expires_at,
+                    self.parent_id,
+                    self.workflow_id,
+                    self.wait_count,
+                ),
+            )
+        )
 
-    def copy_row(self, result_id: int) -> tuple[Any, ...]:
-        """The row for the bulk COPY buffer, in ``enqueue_copy_buffer`` column order."""
-        return (
-            result_id,
-            self.backend_alias,
-            self.queue_name,
-            self.priority,
-            self.run_after,
-            self.spec_json,
-            self.spec_hash,
-            self.task_path,
-            str(self.status),
-            self.max_attempts,
-            self.timeout_seconds,
-            self.lock_key,
-            self.concurrency_key,
-            self.concurrency_limit,
-            self._metadata_text(),
-            self.expires_at,
-            self.parent_id,
-            self.workflow_id,
-            self.wait_count,
+    def staged(self) -> StagedRow:
+        """This row for the bulk COPY buffer, after :meth:`validate`."""
+        self.validate()
+        return staged_row(
+            self.spec_hash, self.spec_json, self.copy_columns(), metadata_json(self.metadata)
         )
 
     def params(self) -> dict[str, Any]:
@@ -181,12 +183,17 @@ class NewTask:
             "lock_key": self.lock_key,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
-            "metadata_json": self._metadata_text(),
+            "metadata_json": metadata_json(self.metadata),
             "expires_at": self.expires_at,
             "parent_id": self.parent_id,
             "workflow_id": self.workflow_id,
             "wait_count": self.wait_count,
         }
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    """The ``metadata_json`` column's text (values JSON cannot hold are written as text)."""
+    return json.dumps(dict(metadata), default=str) if metadata else "{}"
 
 
 def insert_task(conn: Conn, task: NewTask, *, dedup: bool = True) -> int:
@@ -214,109 +221,12 @@ def insert_tasks(
 ) -> list[int]:
     """Insert many task runs in a few round trips; ids come back in input order.
 
-    Ids are reserved up front so the result maps exactly onto the input (and rows of one
-    batch can point at each other through ``parent_id``). Rows stream in with COPY and
-    move into ``task_runs`` with one INSERT per batch, so the unique active-spec index
-    still deduplicates: an input whose spec is already active gets the active row's id
-    (``dedup=True``) or raises :class:`AlreadyQueued`. Runs in one transaction (a
-    savepoint when the caller has one open). The rows of one call share one
-    ``enqueued_at``; after priority they run in no particular order among themselves.
-
-    ``tasks`` may be a lazy iterable: while the database inserts one batch, the next is
-    built in the calling thread, so building specs and inserting rows overlap. ``count``
-    (how many there are, when the caller knows) spares building the second batch before
-    the first is sent, which is otherwise how a lazy input shows it spans several.
-
-    Concurrent calls never deadlock on specs they share. A row waits for a concurrent
-    insert of the same spec until that transaction ends, while holding the rows it
-    already inserted, so two calls that reach shared specs in opposite orders would wait
-    for each other. Each batch therefore goes in in ``spec_hash`` order (one global order
-    for every call), and a call of more than one batch, whose batches together are not
-    in that order, first takes an exclusive lock that bulk calls share otherwise
-    (``enqueue_bulk_lock``): it runs alone among bulk enqueues.
+    Each task is validated (:meth:`NewTask.validate`) before its batch is sent; see
+    :func:`reproq.producer.bulk.insert_rows` for the rest.
     """
-    ids: list[int] = []
-    batches = _batches(tasks, BATCH_ROWS)
-    first = next(batches, None)
-    if first is None:
-        return ids
     if count is None and isinstance(tasks, Sized):
         count = len(tasks)
-    second = next(batches, None) if count is None else None
-    several = second is not None if count is None else count > BATCH_ROWS
-    lock = "exclusive" if several else "shared" if len(first) > 1 else None
-    with (
-        translate_errors(),
-        conn.transaction(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="reproq-enqueue") as db,
-    ):
-        if lock is not None:
-            conn.execute(q("enqueue_bulk_lock"), {"exclusive": lock == "exclusive"})
-        pending = db.submit(_insert_batch, conn, first, dedup=dedup)
-        for batch in itertools.chain([second] if second else [], batches):
-            # The connection is used by one thread at a time: this batch was built
-            # while the previous one was in flight, and waits for it here.
-            ids.extend(pending.result())
-            pending = db.submit(_insert_batch, conn, batch, dedup=dedup)
-        ids.extend(pending.result())
-    return ids
-
-
-def _batches(tasks: Iterable[NewTask], size: int) -> Iterator[list[NewTask]]:
-    batch: list[NewTask] = []
-    for task in tasks:
-        batch.append(task)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _insert_batch(conn: Conn, tasks: Sequence[NewTask], *, dedup: bool) -> list[int]:
-    for task in tasks:
-        task.validate()
-    reserved = _reserve_ids(conn, len(tasks))
-    conn.execute(q("enqueue_drop_buffer"))
-    conn.execute(q("enqueue_create_buffer"))
-    with conn.cursor() as cur, cur.copy(q("enqueue_copy_buffer")) as copy:
-        for rid, task in zip(reserved, tasks, strict=True):
-            copy.write_row(task.copy_row(rid))
-    moved = conn.execute(q("enqueue_from_buffer"), {"n": len(tasks)}).fetchone()
-    conn.execute(q("enqueue_drop_buffer"))
-    assert moved is not None  # an aggregate answers one row
-    if moved["ids"] is None:
-        return reserved  # every row went in
-    inserted = {int(i) for i in moved["ids"]}
-    missing = [t.spec_hash for rid, t in zip(reserved, tasks, strict=True) if rid not in inserted]
-    active = {
-        r["spec_hash"]: int(r["result_id"])
-        for r in conn.execute(q("enqueue_find_active"), {"hashes": missing})
-    }
-    result: list[int] = []
-    for rid, task in zip(reserved, tasks, strict=True):
-        if rid in inserted:
-            result.append(rid)
-            continue
-        existing = active.get(task.spec_hash)
-        if existing is None:
-            # The duplicate finished in between: insert this one on its own.
-            result.append(insert_task(conn, task, dedup=dedup))
-        elif not dedup:
-            raise AlreadyQueued(task.spec_hash, existing)
-        else:
-            result.append(existing)
-    return result
-
-
-def _reserve_ids(conn: Conn, n: int) -> list[int]:
-    """``n`` new result ids, ascending."""
-    row = conn.execute(q("enqueue_reserve_ids"), {"n": n}).fetchone()
-    if row is None or row["first"] is None:
-        return []
-    if row["ids"] is None:
-        return list(range(int(row["first"]), int(row["last"]) + 1))
-    return [int(i) for i in row["ids"]]
+    return insert_rows(conn, (task.staged() for task in tasks), dedup=dedup, count=count)
 
 
 def insert_workflow_run(

@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from reproq.db import Conn
+from reproq.producer.bulk import BATCH_ROWS
 from reproq.producer.client import Client
-from reproq.producer.enqueue import BATCH_ROWS
 from reproq.producer.signature import Signature
 
 
@@ -88,3 +88,13 @@ def test_a_small_call_and_a_call_spanning_batches_never_deadlock(dsn: str, conn:
     big = _sigs(0, range(BATCH_ROWS + 1000))
     small = list(reversed(big[BATCH_ROWS - 2000 : BATCH_ROWS + 200]))
     _check(conn, big, small, _race(dsn, big, small))
+
+
+def test_overlapping_calls_over_partly_active_specs_never_deadlock(dsn: str, conn: Conn) -> None:
+    """Specs already active turn both calls to the buffered way partway through."""
+    n = BATCH_ROWS + 800
+    first = _sigs(0, range(n))
+    second = list(reversed(_sigs(0, range(400, n + 400))))
+    with Client(dsn) as client:
+        client.enqueue_many(first[BATCH_ROWS : BATCH_ROWS + 3])
+    _check(conn, first, second, _race(dsn, first, second))
