@@ -166,6 +166,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="LIST",
         help="executors to measure besides thread in e2e (default mock,process,subprocess)",
     )
+    bench.add_argument(
+        "--autovacuum",
+        action="store_true",
+        help="let autovacuum analyze task_runs during e2e-burst and e2e-steady (default: "
+        "kept off, so the worker runs on the empty queue's statistics throughout)",
+    )
     sizes = bench.add_argument_group("sizes")
     sizes.add_argument("--raw-tasks", type=int, metavar="N", help="raw-claim rows (50000)")
     sizes.add_argument("--enqueue-tasks", type=int, metavar="N", help="enqueue specs (100000)")
@@ -287,6 +293,7 @@ def _bench_config(args: argparse.Namespace) -> BenchConfig:
         repeat=args.repeat,
         e2e_workers=args.workers,
         executors=executors,
+        autovacuum=args.autovacuum,
     )
     if args.scale != 1.0:
         config = config.scaled(args.scale)

@@ -17,6 +17,7 @@ def _config(*argv: str) -> BenchConfig:
 def test_every_scenario_runs_by_default_the_reference_first() -> None:
     config = _config()
     assert config.scenarios == SCENARIOS
+    assert config.autovacuum is False
     assert SCENARIOS[0] == "raw-claim"
     assert {"e2e-burst", "e2e-steady"} <= set(SCENARIOS)
 
@@ -40,8 +41,10 @@ def test_the_size_flags_are_taken_as_given_after_the_scale() -> None:
         "5000",
         "--steady-duration",
         "30s",
+        "--autovacuum",
     )
     assert config.repeat == 3
+    assert config.autovacuum is True
     assert (config.burst_count, config.burst_concurrency) == (50_000, (32, 100))
     assert (config.steady_rate, config.steady_seconds) == (5_000.0, 30.0)
     assert config.raw_count == 5_000  # scaled default

@@ -94,6 +94,9 @@ class BenchConfig:
     """One burst run per entry, each with one worker of that many slots."""
     idle_seconds: float = 3.0
     """How long a burst or steady worker waits on its empty queue before the load comes."""
+    autovacuum: bool = False
+    """Let autovacuum analyze task_runs during e2e-burst and e2e-steady (off: the worker
+    runs on the empty queue's statistics throughout, the worst case and a repeatable one)."""
     steady_rate: float = 5_000.0
     """Tasks per second the steady producers offer."""
     steady_seconds: float = 20.0

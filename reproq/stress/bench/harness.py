@@ -9,6 +9,7 @@ the database's own clock (``started_at``, ``finished_at``), not the bench's.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import tempfile
 import time
 import uuid
@@ -124,6 +125,20 @@ class Harness:
         with self.connect(dsn) as conn, translate_errors():
             conn.execute(q("stress_bench_analyze"))
 
+    def empty_queue(self, dsn: str) -> None:
+        """Make task_runs an empty queue as a long-idle deployment has it: analyzed while
+        empty, and (unless ``config.autovacuum``) not analyzed again during the run."""
+        with self.connect(dsn) as conn, translate_errors():
+            conn.execute(q("stress_bench_analyze"))
+            if not self.config.autovacuum:
+                conn.execute(q("stress_bench_autovacuum_off"))
+
+    def autoanalyzed_after(self, dsn: str, since: dt.datetime) -> float | None:
+        """Seconds after ``since`` (the database's clock) at which autovacuum last analyzed
+        task_runs, or ``None`` when it did not since then."""
+        last = self.one(dsn, q("stress_bench_last_autoanalyze"))["last"]
+        return round((last - since).total_seconds(), 3) if last and last > since else None
+
     def enqueue_noops(self, dsn: str, count: int, tag: str) -> float:
         """Bulk-enqueue ``count`` unique no-op tasks; returns seconds taken.
 
@@ -226,17 +241,19 @@ class Harness:
         began = time.perf_counter()
         deadline = time.monotonic() + self.config.timeout
         finished = 0
+        already: int | None = None  # finished before the wait began
         with self.connect(dsn) as conn, translate_errors():
             while time.monotonic() < deadline:
                 row = conn.execute(q("stress_bench_done_count"), {"first_id": first_id}).fetchone()
                 finished = int(row["n"]) if row else 0
+                already = finished if already is None else already
                 elapsed = time.perf_counter() - began
                 if fleet is not None:
                     self.progress.update(
                         {
                             label: f"{finished:,}/{count:,}",
                             "elapsed": f"{elapsed:.1f}s",
-                            "rate/s": finished / elapsed if elapsed else 0.0,
+                            "rate/s": (finished - already) / elapsed if elapsed else 0.0,
                         }
                     )
                 if finished >= count:

@@ -9,7 +9,7 @@ from typing import Any
 from reproq.stress.bench.config import LATENCY_MODES
 from reproq.stress.bench.figures import RAW_CLAIM, RAW_COPY, ratio_of
 
-__all__ = ["drain_text", "latency_text", "render_bench"]
+__all__ = ["drain_text", "latency_text", "render_bench", "steady_line"]
 
 
 def drain_text(result: Mapping[str, Any]) -> str:
@@ -88,19 +88,20 @@ def _burst_lines(b: Mapping[str, Any], figures: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _steady_lines(s: Mapping[str, Any], figures: Mapping[str, Any]) -> list[str]:
+def steady_line(s: Mapping[str, Any], figures: Mapping[str, Any]) -> str:
+    """An e2e-steady result: offered and completed rates, pickup, backlog, memory."""
     if "error" in s:
-        return [f"e2e-steady: error: {s['error']}"]
+        return f"e2e-steady: error: {s['error']}"
     pickup = s.get("pickup_ms") or {}
     verdict = "kept up" if s.get("kept_up") else "fell behind"
-    return [
+    return (
         f"e2e-steady {s.get('rate_per_second') or 0:,.0f}/s for {s.get('seconds')}s: offered "
         f"{s.get('offered_per_second') or 0:,.0f}/s, completed "
         f"{s.get('completed_per_second') or 0:,.0f}/s"
         f"{_times(figures, 'e2e-steady completed')}; pickup p50 {pickup.get('p50')} ms, "
         f"p99 {pickup.get('p99')} ms (target < 50); backlog at the end "
         f"{s.get('backlog_at_end') or 0:,}: {verdict}{_rss(s)}"
-    ]
+    )
 
 
 def _medians(document: Mapping[str, Any]) -> list[str]:
@@ -155,7 +156,7 @@ def render_bench(document: Mapping[str, Any]) -> str:
     if "e2e-burst" in scenarios:
         lines += _burst_lines(scenarios["e2e-burst"], figures)
     if "e2e-steady" in scenarios:
-        lines += _steady_lines(scenarios["e2e-steady"], figures)
+        lines.append(steady_line(scenarios["e2e-steady"], figures))
     if "latency" in scenarios:
         lat = scenarios["latency"]
         for mode, _ in LATENCY_MODES:

@@ -1,6 +1,7 @@
 """``e2e-steady``: producers offer a fixed rate for a while, one worker keeps up or not.
 
-The worker starts idle on an empty, analyzed queue (as in ``e2e-burst``); then
+The worker starts idle on an empty, analyzed queue (as in ``e2e-burst``, autovacuum
+kept off task_runs unless ``autovacuum``); then
 ``steady_producers`` threads, each with a client of its own, enqueue no-op tasks through
 :meth:`Client.enqueue_many` at ``steady_rate`` per second in total for
 ``steady_seconds``, each enqueuing whatever its share of the schedule has come due (so a
@@ -25,6 +26,7 @@ from reproq.queries import q
 from reproq.stress.bench.config import NOOP
 from reproq.stress.bench.figures import RAW_CLAIM, Figure
 from reproq.stress.bench.harness import Harness, latency_ms, worker_rss_mb
+from reproq.stress.bench.render import steady_line
 
 __all__ = ["e2e_steady", "steady_figures"]
 
@@ -46,7 +48,7 @@ def e2e_steady(h: Harness) -> dict[str, Any]:
     except ReproqError as exc:
         h.failures += 1
         result = {"error": str(exc)}
-    return {
+    out = {
         "rate_per_second": cfg.steady_rate,
         "seconds": cfg.steady_seconds,
         "producers": cfg.steady_producers,
@@ -54,12 +56,14 @@ def e2e_steady(h: Harness) -> dict[str, Any]:
         **result,
         "target_pickup_ms": {"p99": 50},
     }
+    h.progress.note(steady_line(out, {}))
+    return out
 
 
 def _steady(h: Harness) -> dict[str, Any]:
     cfg = h.config
     with h.database() as dsn:
-        h.analyze(dsn)
+        h.empty_queue(dsn)
         first_id = h.max_id(dsn)
         settings = h.worker_settings(concurrency=cfg.steady_concurrency, user_defaults=True)
         with h.workers(dsn, label="e2e-steady", settings=settings) as fleet:
@@ -69,10 +73,11 @@ def _steady(h: Harness) -> dict[str, Any]:
             until = h.one(dsn, q("stress_now"))["now"]
             state = h.one(dsn, q("stress_drain_state"), {"first_id": first_id})
             drain = h.wait_finished(
-                dsn, label="e2e-steady drain", first_id=first_id, count=enqueued, fleet=fleet
+                dsn, label="e2e-steady finished", first_id=first_id, count=enqueued, fleet=fleet
             )
             rss = worker_rss_mb(fleet)
         window = (until - since).total_seconds()
+        analyzed = h.autoanalyzed_after(dsn, since)
         done = h.one(
             dsn,
             q("stress_bench_finished_between"),
@@ -95,6 +100,8 @@ def _steady(h: Harness) -> dict[str, Any]:
         "failed": int(counts["failed"]),
         "pickup_ms": latency_ms(pickup),
         "worker_rss_mb": rss,
+        "autovacuum": cfg.autovacuum,
+        "autoanalyzed_after_seconds": analyzed,
     }
 
 
