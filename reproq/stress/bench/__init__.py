@@ -14,8 +14,9 @@ round runs them:
   workers start: 1 and several ``reproq worker`` processes (thread executor), then one
   worker per other executor.
 * ``e2e-burst`` — one worker idle on an empty, analyzed queue; N rows in reproq-django's
-  shape COPYed in and not analyzed; the drain rate from the database's clock, at each
-  configured slot count (32 and 100).
+  shape COPYed in and not analyzed (autovacuum is kept off task_runs unless
+  ``autovacuum``); the drain rate from the database's clock, at each configured slot
+  count (32 and 100).
 * ``e2e-steady`` — producers enqueue at a fixed rate (5,000/s) for a while as one worker
   drains: the sustained completion rate, pickup p50/p99 under that load, and whether it
   kept up (the backlog when the load stops).
@@ -26,6 +27,9 @@ round runs them:
 
 Every scenario that runs a worker reports its resident memory at the end
 (``worker_rss_mb``, children included).
+
+Run them with ``reproq bench raw-claim e2e-burst e2e-steady --repeat 3 --json out.json``
+(``--scale 0.1`` for a quick look; docs/stress.md lists every flag).
 
 Reading the ratios: a shared or virtual machine's speed drifts by tens of percent, so a
 tasks/s figure alone compares badly between runs. Each round runs ``raw-claim`` first;
