@@ -7,13 +7,16 @@ runs: the core CLI stays free of it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 from reproq.durations import parse_duration
 from reproq.errors import UsageError
 
-_BENCH_SCENARIOS = ("enqueue", "e2e", "latency", "claim-growth")
+if TYPE_CHECKING:
+    from reproq.stress.bench import BenchConfig
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,29 +113,46 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     bench = subparsers.add_parser(
         "bench",
-        help="measure enqueue rate, end-to-end throughput, pickup latency and claim cost",
+        help="measure throughput, pickup latency and memory against a raw reference loop",
         description=(
             "Run benchmark scenarios against a throwaway PostgreSQL with durable settings "
             "(synchronous_commit=on, fsync=on), or against the server of --dsn. Each "
             "scenario uses a fresh database. Prints the machine, the PostgreSQL version "
-            "and settings, and the results."
+            "and settings, and the results; every rate also as a ratio to raw-claim, the "
+            "plain claim loop measured in the same round (docs/stress.md)."
         ),
     )
     bench.add_argument(
         "scenarios",
         nargs="*",
         metavar="SCENARIO",
-        help=f"scenarios to run: {', '.join(_BENCH_SCENARIOS)} (default: all)",
+        help="scenarios to run, e.g. raw-claim e2e-burst (default: all; docs/stress.md)",
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        dest="more_scenarios",
+        metavar="NAME",
+        help="a scenario to run (repeatable; the same as naming it as an argument)",
     )
     bench.add_argument(
         "--dsn",
         help="a database on the server to use; scenarios create and drop databases there",
     )
     bench.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="rounds: run every scenario K times, report each round and the medians (default 1)",
+    )
+    bench.add_argument(
         "--scale",
         type=float,
         default=1.0,
-        help="multiply every task count (e.g. 0.1 for a quick run; default 1)",
+        help="multiply every default task count (e.g. 0.1 for a quick run; default 1); "
+        "the size flags below are taken as given",
     )
     bench.add_argument(
         "--workers",
@@ -146,7 +166,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="LIST",
         help="executors to measure besides thread in e2e (default mock,process,subprocess)",
     )
-    bench.add_argument("--json", metavar="FILE", help="write the result document as JSON")
+    bench.add_argument(
+        "--autovacuum",
+        action="store_true",
+        help="let autovacuum analyze task_runs during e2e-burst and e2e-steady (default: "
+        "kept off, so the worker runs on the empty queue's statistics throughout)",
+    )
+    sizes = bench.add_argument_group("sizes")
+    sizes.add_argument("--raw-tasks", type=int, metavar="N", help="raw-claim rows (50000)")
+    sizes.add_argument("--enqueue-tasks", type=int, metavar="N", help="enqueue specs (100000)")
+    sizes.add_argument("--burst-tasks", type=int, metavar="N", help="e2e-burst rows (50000)")
+    sizes.add_argument(
+        "--burst-concurrency",
+        metavar="LIST",
+        help="e2e-burst: one run per slot count, comma-separated (32,100)",
+    )
+    sizes.add_argument(
+        "--steady-rate", type=float, metavar="N", help="e2e-steady tasks offered per second (5000)"
+    )
+    sizes.add_argument(
+        "--steady-duration", metavar="DURATION", help="e2e-steady load phase, e.g. 30s (20s)"
+    )
+    sizes.add_argument(
+        "--steady-producers", type=int, metavar="N", help="e2e-steady producer threads (2)"
+    )
+    sizes.add_argument(
+        "--steady-concurrency", type=int, metavar="N", help="e2e-steady worker slots (100)"
+    )
+    bench.add_argument(
+        "--json", metavar="FILE", help="write the result document as JSON ('-': stdout)"
+    )
     bench.set_defaults(func=handle_bench)
 
 
@@ -199,27 +248,77 @@ def handle_torture(args: argparse.Namespace) -> int:
 
 def handle_bench(args: argparse.Namespace) -> int:
     """Run ``reproq bench``."""
-    from reproq.stress.bench import SCENARIOS, BenchConfig, render_bench, run_bench
+    from reproq.stress.bench import render_bench, run_bench
     from reproq.stress.report import write_json
 
-    scenarios = tuple(args.scenarios) or SCENARIOS
+    config = _bench_config(args)
+    document = run_bench(config)
+    print(render_bench(document), file=sys.stderr if args.json == "-" else sys.stdout)
+    if args.json:
+        write_json(args.json, document)
+        if args.json != "-":
+            print(f"results written to {args.json}", file=sys.stderr)
+    return 0
+
+
+def _positive_ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} needs whole numbers of at least 1, got {text!r}")
+    return values
+
+
+def _bench_config(args: argparse.Namespace) -> BenchConfig:
+    """The bench's config: defaults, scaled by --scale, then the size flags as given."""
+    from reproq.stress.bench import SCENARIOS, BenchConfig
+
+    scenarios = tuple(dict.fromkeys([*args.scenarios, *args.more_scenarios])) or SCENARIOS
     for name in scenarios:
         if name not in SCENARIOS:
             raise UsageError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
     if args.scale <= 0:
         raise UsageError("--scale must be positive")
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
     executors = tuple(e.strip() for e in args.executors.split(",") if e.strip())
     for name in executors:
         if name not in ("thread", "mock", "process", "subprocess"):
             raise UsageError(f"unknown executor {name!r}")
     config = BenchConfig(
-        scenarios=scenarios, dsn=args.dsn, e2e_workers=args.workers, executors=executors
+        scenarios=scenarios,
+        dsn=args.dsn,
+        repeat=args.repeat,
+        e2e_workers=args.workers,
+        executors=executors,
+        autovacuum=args.autovacuum,
     )
     if args.scale != 1.0:
         config = config.scaled(args.scale)
-    document = run_bench(config)
-    print(render_bench(document))
-    if args.json:
-        write_json(args.json, document)
-        print(f"results written to {args.json}", file=sys.stderr)
-    return 0
+    given: dict[str, Any] = {}
+    for flag, field in (
+        ("raw_tasks", "raw_count"),
+        ("enqueue_tasks", "enqueue_count"),
+        ("burst_tasks", "burst_count"),
+        ("steady_producers", "steady_producers"),
+        ("steady_concurrency", "steady_concurrency"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
+            given[field] = value
+    if args.burst_concurrency is not None:
+        given["burst_concurrency"] = _positive_ints(args.burst_concurrency, "--burst-concurrency")
+    if args.steady_rate is not None:
+        if args.steady_rate <= 0:
+            raise UsageError("--steady-rate must be positive")
+        given["steady_rate"] = args.steady_rate
+    if args.steady_duration is not None:
+        seconds = parse_duration(args.steady_duration, key="--steady-duration")
+        if seconds <= 0:
+            raise UsageError("--steady-duration must be positive")
+        given["steady_seconds"] = seconds
+    return dataclasses.replace(config, **given)

@@ -1,6 +1,7 @@
 -- The stress harness (reproq.stress): the execution ledger, snapshots for the checker,
--- fault injection and benchmark helpers. The ledger is created by the harness in the
--- database under test; it is not part of reproq's schema.
+-- fault injection, and the benchmark with its reference claim loop. The ledger and the
+-- reference loop's table are created by the harness in the database it runs in; they
+-- are not part of reproq's schema.
 
 -- name: stress_create_ledger
 CREATE TABLE IF NOT EXISTS reproq_stress_ledger (
@@ -211,3 +212,90 @@ ALTER TABLE task_runs DISABLE TRIGGER task_runs_notify_insert;
 
 -- name: stress_bench_table_size
 SELECT count(*) AS n, pg_total_relation_size('task_runs') AS bytes FROM task_runs;
+
+-- name: stress_bench_registered
+SELECT count(*) AS n FROM reproq_workers WHERE worker_id = ANY(%(ids)s::text[]);
+
+-- name: stress_bench_autovacuum_off
+-- The empty queue's statistics stay for the whole run: the worst case, and a repeatable
+-- one (when autovacuum would analyze a burst depends on its naptime, the server's other
+-- databases and where the worker's drain happens to be).
+ALTER TABLE task_runs SET (autovacuum_enabled = false);
+
+-- name: stress_bench_last_autoanalyze
+SELECT max(last_autoanalyze) AS last FROM pg_stat_user_tables WHERE relname = 'task_runs';
+
+-- name: stress_bench_copy_burst
+-- A burst as reproq-django writes its rows: every column named (a table Django created
+-- has no defaults), values from the client. Column order: reproq.stress.bench.burst.django_row.
+COPY task_runs (
+    backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path, status,
+    enqueued_at, started_at, last_attempted_at, finished_at, attempts, max_attempts,
+    timeout_seconds, lock_key, concurrency_key, concurrency_limit, worker_ids, return_json,
+    errors_json, metadata_json, last_error, failed_at, leased_until, leased_by, logs_uri,
+    artifacts_uri, expires_at, parent_id, workflow_id, wait_count, created_at, updated_at,
+    cancel_requested
+) FROM STDIN;
+
+-- name: stress_bench_finished_between
+SELECT count(*) AS n FROM task_runs
+WHERE result_id > %(first_id)s AND finished_at BETWEEN %(since)s AND %(until)s;
+
+-- name: stress_raw_create
+-- The reference loop's table (reproq.stress.bench.raw): task_runs' shape where the loop
+-- touches it — a JSONB spec, a unique spec hash over active rows, one partial READY index
+-- in claim order — and nothing else: no triggers, no other indexes.
+CREATE TABLE reproq_bench_raw (
+    result_id bigserial PRIMARY KEY,
+    queue_name text NOT NULL DEFAULT 'default',
+    priority integer NOT NULL DEFAULT 0,
+    run_after timestamptz NOT NULL DEFAULT now(),
+    spec_json jsonb NOT NULL,
+    spec_hash char(64) NOT NULL,
+    status text NOT NULL DEFAULT 'READY',
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    attempts integer NOT NULL DEFAULT 0,
+    leased_until timestamptz,
+    leased_by text,
+    heartbeat_at timestamptz,
+    worker_ids jsonb NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX reproq_bench_raw_active_spec_idx ON reproq_bench_raw (spec_hash)
+    WHERE status IN ('READY', 'RUNNING');
+CREATE INDEX reproq_bench_raw_ready_idx ON reproq_bench_raw (queue_name, priority DESC, enqueued_at)
+    WHERE status = 'READY';
+
+-- name: stress_raw_copy
+COPY reproq_bench_raw (spec_json, spec_hash) FROM STDIN;
+
+-- name: stress_raw_vacuum_analyze
+VACUUM ANALYZE reproq_bench_raw;
+
+-- name: stress_raw_claim
+-- The plainest batch claim: lock up to %(batch)s READY rows in claim order, skipping rows
+-- another claimer holds, and lease them, in one statement.
+UPDATE reproq_bench_raw
+SET status = 'RUNNING', started_at = now(), attempts = attempts + 1,
+    leased_until = now() + interval '60 seconds', leased_by = %(worker)s, heartbeat_at = now(),
+    worker_ids = worker_ids || to_jsonb(%(worker)s::text)
+WHERE result_id = ANY(ARRAY(
+    SELECT result_id FROM reproq_bench_raw
+    WHERE queue_name = %(queue)s AND status = 'READY' AND run_after <= now()
+    ORDER BY priority DESC, enqueued_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING result_id, spec_json, attempts;
+
+-- name: stress_raw_complete
+-- Unfenced, unlike reproq's completion: the reference has no lease to lose.
+UPDATE reproq_bench_raw
+SET status = 'SUCCESSFUL', finished_at = now(), leased_until = NULL, leased_by = NULL
+WHERE result_id = ANY(%(ids)s::bigint[]);
+
+-- name: stress_raw_counts
+SELECT count(*) FILTER (WHERE status = 'SUCCESSFUL') AS done, count(*) AS total,
+       min(started_at) AS first_started, max(finished_at) AS last_finished
+FROM reproq_bench_raw;

@@ -1,4 +1,5 @@
-"""``reproq bench`` runs every scenario end to end and writes the documented JSON shape.
+"""``reproq bench`` runs the backlog and latency scenarios end to end and writes the
+documented JSON shape (the burst, steady and reference scenarios: test_bench_scenarios).
 
 Sizes are tiny and nothing about speed is asserted: performance is measured by running
 ``reproq bench`` itself, never by the test suite.
@@ -13,11 +14,14 @@ from reproq.cli import main
 from reproq.pg.throwaway import ServerInfo
 
 
-def test_bench_runs_every_scenario_and_writes_comparable_json(
+def test_bench_runs_the_backlog_and_latency_scenarios_and_writes_comparable_json(
     pg_server: ServerInfo, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench.json"
-    code = main(["bench", "--dsn", pg_server.dsn, "--scale", "0.001", "--json", str(out)])
+    scenarios = ["enqueue", "e2e", "latency", "claim-growth"]
+    code = main(
+        ["bench", *scenarios, "--dsn", pg_server.dsn, "--scale", "0.001", "--json", str(out)]
+    )
     assert code == 0
     doc = json.loads(out.read_text())
 
@@ -46,15 +50,21 @@ def test_bench_runs_every_scenario_and_writes_comparable_json(
         assert run["successful"] == run["tasks"]
         assert run["tasks_per_second"] > 0
         assert set(run["wait_ms"]) == {"n", "p50", "p95", "p99", "max"}
+        assert run["worker_rss_mb"] > 0
 
     for mode in ("notify", "polling", "polling-10ms"):
         latency = scenarios["latency"][mode]
         assert latency["tasks"] >= 1
         assert latency["pickup_ms"]["n"] == latency["tasks"]
         assert latency["pickup_ms"]["p50"] is not None
+        assert latency["worker_rss_mb"] > 0
 
     growth = scenarios["claim-growth"]["runs"]
     assert [run["history_rows"] for run in growth] == [10, 1000]
     for run in growth:
         assert "error" not in run, run
         assert run["successful"] == run["tasks"]
+
+    # Without raw-claim in the run there is nothing to divide by: figures, no ratios.
+    assert doc["figures"]["e2e thread x1"]["runs"][0] > 0
+    assert not any("ratio" in figure for figure in doc["figures"].values())
