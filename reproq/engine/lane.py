@@ -287,11 +287,18 @@ class Lane(InBackground):
             self._wake.wait(self._sleep_for(now, free))
 
     def _sleep_for(self, now: float, free: int) -> float:
-        wake_at = min(self._beat_at, now + _MAX_WAIT)
+        # Database work waits for the link's backoff after trouble as well as for its own
+        # timer. A timer already due whose work the backoff holds back would otherwise
+        # wake the loop at once, again and again until the retry: measured, a worker whose
+        # database refused connections spun at 80% of a core for the whole outage.
+        retry_at = self._link.retry_at
+        wake_at = min(max(self._beat_at, retry_at), now + _MAX_WAIT)
         if not self._stop_level:
-            wake_at = min(wake_at, self._reclaim_at)
+            wake_at = min(wake_at, max(self._reclaim_at, retry_at))
             if free > 0:
-                wake_at = min(wake_at, self._poll_at)
+                # Woken by NOTIFY: claim as soon as the database may be tried again.
+                claim_at = retry_at if self._hint else max(self._poll_at, retry_at)
+                wake_at = min(wake_at, claim_at)
         wake_at = min(wake_at, self._slots.next_deadline())
         for deadline in (self._drain_deadline, self._kill_deadline):
             if deadline is not None:
