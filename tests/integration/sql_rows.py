@@ -11,6 +11,17 @@ from typing import Any
 from reproq.db import Conn
 from reproq.spec import canonical_json, spec_hash
 
+DJANGO_COLUMNS = """
+    backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
+    status, enqueued_at, started_at, last_attempted_at, finished_at, attempts,
+    max_attempts, timeout_seconds, lock_key, concurrency_key, concurrency_limit,
+    worker_ids, return_json, errors_json, metadata_json, last_error, failed_at,
+    leased_until, leased_by, logs_uri, artifacts_uri, expires_at, parent_id,
+    workflow_id, wait_count, created_at, updated_at, cancel_requested
+"""
+"""Every column of ``task_runs``, named as a client without column defaults (reproq-django)
+must name them, in the order the inserts here give their values."""
+
 
 def insert_row(
     conn: Conn,
@@ -41,15 +52,9 @@ def insert_row(
         "provenance": {"code_ref": None, "pip_lock_hash": None},
     }
     found = conn.execute(
-        """
-        INSERT INTO task_runs (
-            backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
-            status, enqueued_at, started_at, last_attempted_at, finished_at, attempts,
-            max_attempts, timeout_seconds, lock_key, concurrency_key, concurrency_limit,
-            worker_ids, return_json, errors_json, metadata_json, last_error, failed_at,
-            leased_until, leased_by, logs_uri, artifacts_uri, expires_at, parent_id,
-            workflow_id, wait_count, created_at, updated_at, cancel_requested
-        ) VALUES (
+        "INSERT INTO task_runs ("
+        + DJANGO_COLUMNS
+        + """) VALUES (
             'default', %(queue)s, 0, NULL, %(spec)s::jsonb, %(hash)s, %(path)s,
             'READY', now(), NULL, NULL, NULL, 0, %(max_attempts)s, 900, %(lock_key)s,
             %(concurrency_key)s, %(concurrency_limit)s, '[]'::jsonb, NULL,

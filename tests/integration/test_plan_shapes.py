@@ -22,6 +22,7 @@ from psycopg import sql
 from reproq.db import Conn, connect
 from reproq.engine.claim import MAX_PRIORITY_LEVELS
 from reproq.queries import q
+from tests.integration.sql_rows import DJANGO_COLUMNS
 
 _WORKER = "plan-w"
 
@@ -39,15 +40,9 @@ def _insert_rows(conn: Conn, count: int, status: str = "READY") -> None:
     """``count`` no-op rows written as reproq-django writes them: every column named,
     ``run_after`` NULL, no concurrency limit."""
     conn.execute(
-        """
-        INSERT INTO task_runs (
-            backend_alias, queue_name, priority, run_after, spec_json, spec_hash, task_path,
-            status, enqueued_at, started_at, last_attempted_at, finished_at, attempts,
-            max_attempts, timeout_seconds, lock_key, concurrency_key, concurrency_limit,
-            worker_ids, return_json, errors_json, metadata_json, last_error, failed_at,
-            leased_until, leased_by, logs_uri, artifacts_uri, expires_at, parent_id,
-            workflow_id, wait_count, created_at, updated_at, cancel_requested
-        )
+        "INSERT INTO task_runs ("
+        + DJANGO_COLUMNS
+        + """)
         SELECT 'default', 'default', 0, NULL, s.spec,
                encode(sha256(convert_to(s.spec::text, 'UTF8')), 'hex'),
                'reproq.demo.noop', %(status)s, now(),
